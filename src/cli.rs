@@ -1,0 +1,323 @@
+//! Command-line front: arguments, and their translation into the typed
+//! settings the stages take. Everything a user can get wrong is checked
+//! here and reported as a usage error (exit 2).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::image::{Spec, Tag};
+use crate::layers::Compression;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rustimage",
+    version,
+    about = "Container images from OpenEmbedded root filesystems, without Docker or root"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a root filesystem.
+    Build(Box<BuildArgs>),
+    /// Show an image's config, layers and history.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// An archive written by `build -o`, `docker save`, or an OCI layout directory.
+    pub image: PathBuf,
+    /// Print the manifest and config as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Root filesystem: a tarball (plain, gzip, bzip2, xz or zstd; detected
+    /// from its content) or a directory.
+    #[arg(long, value_name = "PATH")]
+    pub rootfs: PathBuf,
+    /// Put the whole rootfs into one layer.
+    #[arg(long)]
+    pub squash: bool,
+
+    /// Write a tar that `docker load`, `podman load` and skopeo accept
+    /// (Docker archive and OCI layout in one); `-` for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write an OCI image layout directory (replacing an earlier layout there).
+    #[arg(long, value_name = "DIR")]
+    pub oci_dir: Option<PathBuf>,
+
+    /// Image name and tag, NAME[:TAG] (repeatable; TAG defaults to latest).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Entrypoint: a JSON array ('["/bin/sh","-c"]') or words split on whitespace.
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// Default arguments: a JSON array or words split on whitespace.
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    pub cmd: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable). PATH gets the usual
+    /// default unless given.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory of the container.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (and group) the container runs as: NAME, UID, UID:GID.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Config label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Manifest annotation KEY=VALUE (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Port to expose, PORT[/tcp|udp|sctp] (repeatable).
+    #[arg(long = "expose", value_name = "PORT[/PROTO]")]
+    pub expose: Vec<String>,
+    /// Volume mount point (repeatable).
+    #[arg(long = "volume", value_name = "PATH")]
+    pub volumes: Vec<String>,
+    /// Signal that stops the container (e.g. SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Author recorded in the config.
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Operating system of the image.
+    #[arg(long, default_value = "linux")]
+    pub os: String,
+    /// Architecture, as Go names it (amd64, arm64, arm, 386, riscv64...).
+    #[arg(long, default_value = "amd64")]
+    pub arch: String,
+    /// Architecture variant (v7, v8...).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Creation time, RFC 3339 or @EPOCH; default $SOURCE_DATE_EPOCH, else the
+    /// epoch. Later file mtimes are clamped to it.
+    #[arg(long, value_name = "TIME")]
+    pub created: Option<String>,
+
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+    /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<i32>,
+    /// Threads compressing layers (default: the number of cores). The
+    /// output is the same for any value.
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Directory for temporary files (default: beside the output).
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+
+    /// No progress output; only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary (digests, layers, sizes) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A mistake in the arguments.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+impl BuildArgs {
+    pub fn compression(&self) -> Result<(Compression, i32), UsageError> {
+        let c = match self.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        };
+        let level = self.compression_level.unwrap_or(c.default_level());
+        if !c.levels().contains(&level) {
+            return Err(usage(format!(
+                "--compression-level {level}: {:?} takes {}-{}",
+                self.compression,
+                c.levels().start(),
+                c.levels().end()
+            )));
+        }
+        Ok((c, level))
+    }
+
+    /// The image description the flags ask for.
+    pub fn spec(&self, source_date_epoch: Option<&str>) -> Result<Spec, UsageError> {
+        let tags = self
+            .tags
+            .iter()
+            .map(|t| Tag::parse(t).map_err(|e| usage(format!("--tag: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        for e in &self.env {
+            if !e.contains('=') || e.starts_with('=') {
+                return Err(usage(format!("--env '{e}': expected KEY=VALUE")));
+            }
+        }
+        if let Some(w) = &self.workdir
+            && !w.starts_with('/')
+        {
+            return Err(usage(format!("--workdir '{w}': must be an absolute path")));
+        }
+        let ports = self
+            .expose
+            .iter()
+            .map(|p| port(p))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let volumes = self
+            .volumes
+            .iter()
+            .map(|v| {
+                if v.starts_with('/') {
+                    Ok(v.clone())
+                } else {
+                    Err(usage(format!("--volume '{v}': must be an absolute path")))
+                }
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        Ok(Spec {
+            tags,
+            entrypoint: self
+                .entrypoint
+                .as_deref()
+                .map(|s| command("--entrypoint", s))
+                .transpose()?,
+            cmd: self
+                .cmd
+                .as_deref()
+                .map(|s| command("--cmd", s))
+                .transpose()?,
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            labels: pairs("--label", &self.labels)?,
+            annotations: pairs("--annotation", &self.annotations)?,
+            ports,
+            volumes,
+            stop_signal: self.stop_signal.clone(),
+            author: self.author.clone(),
+            os: self.os.clone(),
+            arch: self.arch.clone(),
+            variant: self.variant.clone(),
+            created: created(self.created.as_deref(), source_date_epoch)?,
+        })
+    }
+}
+
+/// `["a","b"]` as JSON, or whitespace-separated words.
+pub fn command(flag: &str, s: &str) -> Result<Vec<String>, UsageError> {
+    if s.trim_start().starts_with('[') {
+        serde_json::from_str(s)
+            .map_err(|e| usage(format!("{flag} '{s}': not a JSON array of strings ({e})")))
+    } else {
+        Ok(s.split_whitespace().map(str::to_string).collect())
+    }
+}
+
+fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, UsageError> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(usage(format!("{flag} '{kv}': expected KEY=VALUE"))),
+        })
+        .collect()
+}
+
+fn port(p: &str) -> Result<String, UsageError> {
+    let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+    let ok_num = num.parse::<u16>().is_ok_and(|n| n > 0);
+    let proto = proto.to_ascii_lowercase();
+    if !ok_num || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(usage(format!(
+            "--expose '{p}': expected PORT[/tcp|udp|sctp] with PORT 1-65535"
+        )));
+    }
+    Ok(format!("{num}/{proto}"))
+}
+
+/// `--created`, else SOURCE_DATE_EPOCH, else 0.
+pub fn created(flag: Option<&str>, sde: Option<&str>) -> Result<i64, UsageError> {
+    if let Some(s) = flag {
+        if let Some(epoch) = s.strip_prefix('@') {
+            return epoch
+                .parse()
+                .map_err(|_| usage(format!("--created '{s}': expected @SECONDS")));
+        }
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| usage(format!("--created '{s}': not RFC 3339 or @EPOCH ({e})")))?;
+        return Ok(t.unix_timestamp());
+    }
+    match sde {
+        Some(s) if !s.is_empty() => s.trim().parse().map_err(|_| {
+            usage(format!(
+                "SOURCE_DATE_EPOCH='{s}' is not a number of seconds"
+            ))
+        }),
+        _ => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_from_json_or_words() {
+        assert_eq!(
+            command("--cmd", r#"["/bin/sh","-c","echo hi"]"#).unwrap(),
+            vec!["/bin/sh", "-c", "echo hi"]
+        );
+        assert_eq!(command("--cmd", "ls  -l /").unwrap(), vec!["ls", "-l", "/"]);
+        assert!(command("--cmd", "[1,2]").is_err());
+    }
+
+    #[test]
+    fn ports_and_times() {
+        assert_eq!(port("80").unwrap(), "80/tcp");
+        assert_eq!(port("53/UDP").unwrap(), "53/udp");
+        assert!(port("0").is_err());
+        assert!(port("80/icmp").is_err());
+        assert_eq!(created(Some("@42"), Some("7")).unwrap(), 42);
+        assert_eq!(
+            created(Some("2018-03-09T12:34:56Z"), None).unwrap(),
+            1520598896
+        );
+        assert_eq!(
+            created(Some("2018-03-09T13:34:56+01:00"), None).unwrap(),
+            1520598896
+        );
+        assert_eq!(created(None, Some("1520598896")).unwrap(), 1520598896);
+        assert_eq!(created(None, None).unwrap(), 0);
+        assert!(created(None, Some("yesterday")).is_err());
+    }
+}

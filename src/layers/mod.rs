@@ -1,0 +1,480 @@
+//! Layers: turns layer plans into compressed, content-addressed blobs.
+//!
+//! One producer thread writes each layer's tar stream, hashing it (diff_id)
+//! as it goes, and cuts it into blocks; `jobs` workers compress blocks; one
+//! collector writes them back in order to the layer's blob file while hashing
+//! the compressed bytes (digest). Blocks in flight are bounded, so memory
+//! does not depend on layer or rootfs size.
+
+mod compress;
+mod tarwrite;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::{fmt, thread};
+
+use sha2::{Digest, Sha256};
+
+use crate::plan::LayerPlan;
+use crate::source::{Rootfs, path};
+use compress::{BufPool, Compressor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+            Compression::None => 0,
+        }
+    }
+
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Gzip => 0..=9,
+            Compression::Zstd => 1..=19,
+            Compression::None => 0..=0,
+        }
+    }
+
+    /// Uncompressed bytes per independently compressed block. Part of the
+    /// output format: changing it changes every digest.
+    fn block_size(self) -> usize {
+        match self {
+            Compression::Gzip => 1 << 20,
+            Compression::Zstd => 4 << 20,
+            Compression::None => 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub compression: Compression,
+    pub level: i32,
+    pub jobs: usize,
+    /// Latest mtime written; later ones are clamped to it.
+    pub clamp: i64,
+    /// Directory for temporary blob files (unnamed, gone on exit).
+    pub workdir: PathBuf,
+}
+
+/// A finished layer blob.
+pub struct Layer {
+    /// `sha256:<hex>` of the compressed blob.
+    pub digest: String,
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: &'static str,
+    pub blob: Blob,
+}
+
+/// Where a blob's bytes are.
+pub enum Blob {
+    /// An unnamed temporary file.
+    Temp(File),
+    /// A file in the cache.
+    Path(PathBuf),
+}
+
+impl Blob {
+    /// A reader from the start of the blob.
+    pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        match self {
+            Blob::Temp(f) => Ok(Box::new(AtReader { file: f, pos: 0 })),
+            Blob::Path(p) => Ok(Box::new(File::open(p)?)),
+        }
+    }
+}
+
+struct AtReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for AtReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A failure while writing layers.
+#[derive(Debug)]
+pub enum Error {
+    /// Reading an entry's content or writing it failed.
+    Entry {
+        origin: PathBuf,
+        path: Vec<u8>,
+        source: io::Error,
+    },
+    /// Temporary blob files could not be written.
+    Workdir {
+        dir: PathBuf,
+        source: io::Error,
+    },
+    Internal(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Entry {
+                origin,
+                path: p,
+                source,
+            } => write!(f, "{}: {}: {source}", origin.display(), path::display(p)),
+            Error::Workdir { dir, source } => {
+                write!(
+                    f,
+                    "{}: writing temporary layer files: {source}",
+                    dir.display()
+                )
+            }
+            Error::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Writes every planned layer; returns them in plan order.
+/// `progress` is told the running total of content bytes written.
+pub fn build(
+    rootfs: &Rootfs,
+    plans: &[LayerPlan],
+    settings: &Settings,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Layer>, Error> {
+    let jobs = settings.jobs.max(1);
+    let pool = BufPool::default();
+    let abort = AtomicBool::new(false);
+    // Each permit is one block between the producer and the blob file.
+    let permits = 2 * jobs + 2;
+    let (permit_tx, permit_rx) = mpsc::channel::<()>();
+    for _ in 0..permits {
+        let _ = permit_tx.send(());
+    }
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::channel::<io::Result<Job>>();
+
+    thread::scope(|s| {
+        let mut workers = Vec::new();
+        for _ in 0..jobs {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            let pool = &pool;
+            workers.push(s.spawn(move || worker(&rx, &tx, settings, pool)));
+        }
+        drop(done_tx);
+        let collector = {
+            let pool = &pool;
+            let abort = &abort;
+            s.spawn(move || collect(done_rx, permit_tx, plans.len(), settings, pool, abort))
+        };
+        let produced = produce(
+            rootfs, plans, settings, job_tx, &permit_rx, &pool, &abort, progress,
+        );
+        let collected = collector
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("collector thread panicked".into())));
+        for w in workers {
+            if w.join().is_err() {
+                return Err(Error::Internal("compression thread panicked".into()));
+            }
+        }
+        let diff_ids = match produced {
+            Ok(d) => d,
+            Err(Produce::Failed(e)) => return Err(e),
+            // The producer stopped because the collector failed: report
+            // the collector's error, the real cause.
+            Err(Produce::Aborted) => {
+                collected?;
+                return Err(Error::Internal("compression stopped early".into()));
+            }
+        };
+        let blobs = collected?;
+        Ok(blobs
+            .into_iter()
+            .zip(diff_ids)
+            .map(|(b, diff_id)| {
+                let digest = match settings.compression {
+                    Compression::None => diff_id.clone(),
+                    _ => b.digest,
+                };
+                Layer {
+                    digest,
+                    diff_id,
+                    size: b.size,
+                    media_type: settings.compression.media_type(),
+                    blob: Blob::Temp(b.file),
+                }
+            })
+            .collect())
+    })
+}
+
+/// A block on its way: raw from the producer, compressed from a worker.
+struct Job {
+    layer: usize,
+    seq: u64,
+    data: Vec<u8>,
+    last: bool,
+}
+
+enum Produce {
+    Failed(Error),
+    /// Stopped because the collector failed; its error is the cause.
+    Aborted,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    rootfs: &Rootfs,
+    plans: &[LayerPlan],
+    settings: &Settings,
+    jobs: Sender<Job>,
+    permits: &Receiver<()>,
+    pool: &BufPool,
+    abort: &AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<String>, Produce> {
+    let mut diff_ids = Vec::with_capacity(plans.len());
+    let mut done_bytes = 0u64;
+    for (layer, plan) in plans.iter().enumerate() {
+        let sink = BlockSink {
+            layer,
+            seq: 0,
+            block: settings.compression.block_size(),
+            buf: pool.get(settings.compression.block_size()),
+            diff: Sha256::new(),
+            jobs: &jobs,
+            permits,
+            pool,
+            abort,
+        };
+        let mut on_bytes = |n: u64| {
+            done_bytes += n;
+            progress(done_bytes);
+        };
+        let sink = tarwrite::write_layer(rootfs, &plan.nodes, settings.clamp, sink, &mut on_bytes)
+            .map_err(|e| {
+                if abort.load(Ordering::Relaxed) {
+                    Produce::Aborted
+                } else {
+                    Produce::Failed(Error::Entry {
+                        origin: rootfs.origin().to_path_buf(),
+                        path: e.path,
+                        source: e.source,
+                    })
+                }
+            })?;
+        diff_ids.push(sink.finish().map_err(|_| Produce::Aborted)?);
+    }
+    Ok(diff_ids)
+}
+
+/// The producer's end of the pipeline: hashes the tar stream and hands it
+/// on in blocks.
+struct BlockSink<'a> {
+    layer: usize,
+    seq: u64,
+    block: usize,
+    buf: Vec<u8>,
+    diff: Sha256,
+    jobs: &'a Sender<Job>,
+    permits: &'a Receiver<()>,
+    pool: &'a BufPool,
+    abort: &'a AtomicBool,
+}
+
+impl BlockSink<'_> {
+    fn send(&mut self, last: bool) -> io::Result<()> {
+        let stopped = || io::Error::other("stopped: writing the layer files failed");
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(stopped());
+        }
+        self.permits.recv().map_err(|_| stopped())?;
+        let data = std::mem::replace(&mut self.buf, self.pool.get(self.block));
+        let job = Job {
+            layer: self.layer,
+            seq: self.seq,
+            data,
+            last,
+        };
+        self.seq += 1;
+        self.jobs.send(job).map_err(|_| stopped())
+    }
+
+    /// Sends the final block; returns the diff_id.
+    fn finish(mut self) -> io::Result<String> {
+        self.send(true)?;
+        let buf = std::mem::take(&mut self.buf);
+        self.pool.put(buf);
+        Ok(format!("sha256:{}", hex(&self.diff.clone().finalize())))
+    }
+}
+
+impl Write for BlockSink<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.block - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        self.diff.update(&data[..n]);
+        if self.buf.len() == self.block {
+            self.send(false)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn worker(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<io::Result<Job>>,
+    settings: &Settings,
+    pool: &BufPool,
+) {
+    let mut compressor = match Compressor::new(settings.compression, settings.level) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = done.send(Err(e));
+            return;
+        }
+    };
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            }
+        };
+        let mut out = pool.get(job.data.len() / 2 + 64);
+        let result = compressor.block(&job.data, &mut out).map(|()| {
+            pool.put(job.data);
+            Job {
+                layer: job.layer,
+                seq: job.seq,
+                data: out,
+                last: job.last,
+            }
+        });
+        if done.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+struct Written {
+    file: File,
+    digest: String,
+    size: u64,
+}
+
+/// One layer's blob being assembled from blocks that may arrive out of order.
+struct Assembly {
+    file: File,
+    hash: Sha256,
+    size: u64,
+    next: u64,
+    pending: BTreeMap<u64, Job>,
+}
+
+fn collect(
+    done: Receiver<io::Result<Job>>,
+    permits: Sender<()>,
+    layers: usize,
+    settings: &Settings,
+    pool: &BufPool,
+    abort: &AtomicBool,
+) -> Result<Vec<Written>, Error> {
+    let fail = |source: io::Error| {
+        abort.store(true, Ordering::Relaxed);
+        Error::Workdir {
+            dir: settings.workdir.clone(),
+            source,
+        }
+    };
+    let mut open: Vec<Option<Assembly>> = (0..layers).map(|_| None).collect();
+    let mut finished: Vec<Option<Written>> = (0..layers).map(|_| None).collect();
+    for job in done {
+        let job = job.map_err(fail)?;
+        let layer = job.layer;
+        if open[layer].is_none() {
+            open[layer] = Some(Assembly {
+                file: tempfile::tempfile_in(&settings.workdir).map_err(fail)?,
+                hash: Sha256::new(),
+                size: 0,
+                next: 0,
+                pending: BTreeMap::new(),
+            });
+        }
+        let Some(asm) = open[layer].as_mut() else {
+            continue;
+        };
+        asm.pending.insert(job.seq, job);
+        while let Some(job) = asm.pending.remove(&asm.next) {
+            asm.file.write_all(&job.data).map_err(fail)?;
+            asm.hash.update(&job.data);
+            asm.size += job.data.len() as u64;
+            asm.next += 1;
+            pool.put(job.data);
+            // The block has left memory: let the producer send another.
+            let _ = permits.send(());
+            if job.last {
+                let Some(asm) = open[layer].take() else { break };
+                finished[layer] = Some(Written {
+                    file: asm.file,
+                    digest: format!("sha256:{}", hex(&asm.hash.finalize())),
+                    size: asm.size,
+                });
+                break;
+            }
+        }
+    }
+    finished
+        .into_iter()
+        .map(|w| w.ok_or_else(|| fail(io::Error::other("a layer was not completed"))))
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// SHA-256 of a byte string as `sha256:<hex>`.
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(data)))
+}

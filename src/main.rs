@@ -1,0 +1,34 @@
+//! rustimage: container images from OpenEmbedded root filesystems.
+//!
+//! The pipeline, one module per stage:
+//! source (rootfs entries) -> plan (entries to layers) -> layers (tar,
+//! compress, hash) -> image (config, manifest) -> sinks (archive, OCI dir).
+
+mod build;
+mod cli;
+mod error;
+mod image;
+mod inspect;
+mod layers;
+mod layout;
+mod plan;
+mod progress;
+mod sinks;
+mod source;
+
+use clap::Parser;
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let result = match &cli.command {
+        cli::Command::Build(args) => build::run(args),
+        cli::Command::Inspect(args) => inspect::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("rustimage: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

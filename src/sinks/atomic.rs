@@ -1,0 +1,208 @@
+//! Files and directories that appear at their path only when complete.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+fn parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_name(target: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent(target).join(format!(
+        ".{name}.rustimage-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A file being written for `target`. On Linux it is an unnamed O_TMPFILE
+/// file, so a killed run leaves no trace at all; elsewhere (or on
+/// filesystems without O_TMPFILE) a hidden temporary name removed on drop.
+pub struct AtomicFile {
+    file: File,
+    named: Option<tempfile::TempPath>,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(target: &Path) -> io::Result<Self> {
+        let dir = parent(target);
+        let unnamed = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o666)
+            .open(&dir);
+        match unnamed {
+            Ok(file) => Ok(AtomicFile {
+                file,
+                named: None,
+                target: target.to_path_buf(),
+            }),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                ) =>
+            {
+                let name = target
+                    .file_name()
+                    .map(|n| format!(".{}.", n.to_string_lossy()))
+                    .unwrap_or_default();
+                let tmp = tempfile::Builder::new()
+                    .prefix(&name)
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                    .tempfile_in(&dir)?;
+                let (file, path) = tmp.into_parts();
+                Ok(AtomicFile {
+                    file,
+                    named: Some(path),
+                    target: target.to_path_buf(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Puts the finished file at its target path, replacing what was there.
+    pub fn commit(self) -> io::Result<()> {
+        match self.named {
+            Some(path) => path.persist(&self.target).map_err(|e| e.error),
+            None => {
+                let tmp = temp_name(&self.target);
+                let proc = CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+                    .map_err(io::Error::other)?;
+                let to = CString::new(tmp.as_os_str().as_bytes()).map_err(io::Error::other)?;
+                // SAFETY: both are valid C strings.
+                let rc = unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        proc.as_ptr(),
+                        libc::AT_FDCWD,
+                        to.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                fs::rename(&tmp, &self.target).inspect_err(|_| {
+                    let _ = fs::remove_file(&tmp);
+                })
+            }
+        }
+    }
+}
+
+/// A directory being filled for `target`, under a hidden sibling name that
+/// is removed on drop unless committed.
+pub struct AtomicDir {
+    tmp: Option<tempfile::TempDir>,
+    target: PathBuf,
+}
+
+impl AtomicDir {
+    /// Refuses to go on if `target` exists but is neither empty nor an OCI
+    /// image layout: replacing a user's directory by mistake is worse than
+    /// any error.
+    pub fn create(target: &Path) -> io::Result<Self> {
+        match fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => {
+                let empty = fs::read_dir(target)?.next().is_none();
+                if !empty && !target.join("oci-layout").exists() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "exists and is not an OCI image layout; refusing to replace it",
+                    ));
+                }
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let name = target
+            .file_name()
+            .map(|n| format!(".{}.", n.to_string_lossy()))
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&name)
+            .tempdir_in(parent(target))?;
+        Ok(AtomicDir {
+            tmp: Some(tmp),
+            target: target.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.as_ref().map(|t| t.path()).unwrap_or(&self.target)
+    }
+
+    /// Puts the directory in place. An existing layout is swapped out in
+    /// one atomic exchange, then deleted.
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(());
+        };
+        // tempdir makes 0700 directories; a layout is as readable as a file.
+        let mut perm = fs::metadata(tmp.path())?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(tmp.path(), perm)?;
+        let tmp_path = tmp.keep();
+        match fs::rename(&tmp_path, &self.target) {
+            Ok(()) => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {}
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp_path);
+                return Err(e);
+            }
+        }
+        let a = CString::new(tmp_path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        let b = CString::new(self.target.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: both are valid C strings.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            let _ = fs::remove_dir_all(&tmp_path);
+            return Err(e);
+        }
+        // The old layout now sits at the temporary name.
+        fs::remove_dir_all(&tmp_path)
+    }
+}
+
+/// Writes `data` to a new file (used inside an [`AtomicDir`]).
+pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    io::Write::write_all(&mut f, data)
+}
