@@ -49,7 +49,7 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         workdir,
     };
     let bar = progress.bytes("layers", rootfs.content_bytes());
-    let built = layers::build(&rootfs, &plans, &settings, &|n| bar.set_position(n))?;
+    let built = layers::build(&rootfs, &plans, &settings, None, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
 
     let image = image::assemble(&spec, &plans, built)?;

@@ -6,8 +6,6 @@ use serde_json::Value;
 use crate::cli::InspectArgs;
 use crate::layout::{self, Layout};
 
-pub type Error = layout::Error;
-
 pub fn run(args: &InspectArgs) -> Result<(), crate::error::Error> {
     let layout = Layout::open(&args.image)?;
     let images = layout::images(&layout)?;

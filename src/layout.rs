@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// JSON documents larger than this are refused (a manifest or config is a
@@ -221,11 +221,4 @@ pub fn images(layout: &Layout) -> Result<Vec<Found>, Error> {
 
 fn layout_size(layout: &Layout, name: &str) -> Option<u64> {
     layout.open_member(name).ok().map(|(_, s)| s)
-}
-
-pub fn io_error(path: &Path, e: io::Error) -> Error {
-    Error {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
 }

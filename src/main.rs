@@ -4,6 +4,10 @@
 //! source (rootfs entries) -> plan (entries to layers) -> layers (tar,
 //! compress, hash) -> image (config, manifest) -> sinks (archive, OCI dir).
 
+// Input must never reach a panic: no unwrap/expect outside tests.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+mod atomic;
 mod build;
 mod cli;
 mod error;

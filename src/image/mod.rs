@@ -265,8 +265,11 @@ pub fn layout_index(image: &Image) -> Result<Vec<u8>, Error> {
             .tags
             .iter()
             .map(|t| {
+                // The name as the user wrote it in both: podman prefers the
+                // containerd annotation and qualifies a short name with
+                // localhost/ (a docker.io/... name would stay docker.io).
                 let names = BTreeMap::from([
-                    (CONTAINERD_NAME.to_string(), t.full()),
+                    (CONTAINERD_NAME.to_string(), t.to_string()),
                     (REF_NAME.to_string(), t.to_string()),
                 ]);
                 descriptor(

@@ -6,8 +6,11 @@
 //! the compressed bytes (digest). Blocks in flight are bounded, so memory
 //! does not depend on layer or rootfs size.
 
+mod cache;
 mod compress;
 mod tarwrite;
+
+pub use cache::Cache;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -160,9 +163,50 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Writes every planned layer; returns them in plan order.
-/// `progress` is told the running total of content bytes written.
+/// Writes every planned layer, taking unchanged ones from `cache`; returns
+/// them in plan order. `progress` is told the running total of content
+/// bytes written.
 pub fn build(
+    rootfs: &Rootfs,
+    plans: &[LayerPlan],
+    settings: &Settings,
+    cache: Option<&Cache>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Layer>, Error> {
+    let Some(cache) = cache else {
+        return build_all(rootfs, plans, settings, progress);
+    };
+    let keys: Vec<Option<String>> = plans
+        .iter()
+        .map(|p| cache::key(rootfs, p, settings))
+        .collect();
+    let mut found: Vec<Option<Layer>> = keys
+        .iter()
+        .map(|k| {
+            k.as_deref()
+                .and_then(|k| cache.get(k, settings.compression))
+        })
+        .collect();
+    let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
+    let todo: Vec<LayerPlan> = missing.iter().map(|&i| plans[i].clone()).collect();
+    let built = build_all(rootfs, &todo, settings, progress)?;
+    let store = |e: io::Error| Error::Workdir {
+        dir: cache.dir().to_path_buf(),
+        source: e,
+    };
+    for (i, layer) in missing.into_iter().zip(built) {
+        found[i] = Some(match &keys[i] {
+            Some(k) => cache.put(k, layer).map_err(store)?,
+            None => layer,
+        });
+    }
+    found
+        .into_iter()
+        .map(|l| l.ok_or_else(|| Error::Internal("a layer went missing".into())))
+        .collect()
+}
+
+fn build_all(
     rootfs: &Rootfs,
     plans: &[LayerPlan],
     settings: &Settings,

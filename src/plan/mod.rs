@@ -2,6 +2,13 @@
 //! the scanned rootfs (and, for per-package images, of package ownership):
 //! nothing here touches the disk.
 
+mod packages;
+mod packing;
+mod rules;
+
+pub use packages::{Claim, ClaimKind, Error, Owner, plan as per_package};
+pub use rules::Rules;
+
 use crate::source::{NodeId, Rootfs, path};
 
 /// One layer to write: its entries in path order, parents included.

@@ -10,7 +10,7 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 use super::Error;
-use super::atomic::AtomicFile;
+use crate::atomic::AtomicFile;
 use crate::image::{self, Image};
 
 /// Writes the archive to `path`, or to stdout when `path` is `-`.

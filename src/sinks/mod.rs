@@ -4,7 +4,6 @@
 //! leaves nothing at the output path.
 
 pub mod archive;
-mod atomic;
 pub mod ocidir;
 
 use std::fmt;

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use super::Error;
-use super::atomic::{AtomicDir, write_new};
+use crate::atomic::{AtomicDir, write_new};
 use crate::image::{self, Image};
 
 /// Writes a layout holding `image` at `path`, replacing an earlier layout.

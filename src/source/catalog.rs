@@ -35,14 +35,6 @@ impl Catalog {
         self.inodes.len() - 1
     }
 
-    pub fn inode(&self, id: InodeId) -> &Inode {
-        &self.inodes[id]
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Adds or replaces (last one wins) the entry at a canonical path.
     pub fn insert(&mut self, path: Vec<u8>, entry: Entry) -> Result<(), Error> {
         if path.is_empty() && !matches!(entry, Entry::Dir(_)) {

@@ -1,4 +1,5 @@
-//! Files and directories that appear at their path only when complete.
+//! Files and directories that appear at their path only when complete:
+//! outputs, digest files and cache entries all go through here.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};

@@ -1,0 +1,182 @@
+//! A content-addressed store of compressed layers, keyed by what the layer
+//! holds before compression, so an unchanged package is not compressed
+//! again in the next build.
+//!
+//! Layout: `blobs/sha256/<digest>` and `layers/<key>` (a small JSON record
+//! of digest, diff_id, size, media type). Entries are written under
+//! temporary names and renamed, so builds sharing the directory never see
+//! a partial entry; a blob is checked against its digest before use.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Blob, Compression, Layer, Settings, hex};
+use crate::atomic::AtomicFile;
+use crate::plan::LayerPlan;
+use crate::source::{Device, Entry, Rootfs};
+
+/// Bumped whenever the bytes written for the same entries change (tar
+/// layout, block sizes, compressor pinning), so old entries are not reused.
+const FORMAT: &str = "rustimage-layer-v1";
+
+pub struct Cache {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    digest: String,
+    diff_id: String,
+    size: u64,
+    media_type: String,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> io::Result<Cache> {
+        fs::create_dir_all(dir.join("blobs/sha256"))?;
+        fs::create_dir_all(dir.join("layers"))?;
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        let hex = digest.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| self.dir.join("blobs/sha256").join(hex))
+    }
+
+    /// The cached layer for `key`, if present and intact.
+    pub fn get(&self, key: &str, compression: Compression) -> Option<Layer> {
+        let text = fs::read(self.dir.join("layers").join(key)).ok()?;
+        let rec: Record = serde_json::from_slice(&text).ok()?;
+        if rec.media_type != compression.media_type() {
+            return None;
+        }
+        let path = self.blob_path(&rec.digest)?;
+        let mut file = File::open(&path).ok()?;
+        let (digest, size) = digest_of(&mut file).ok()?;
+        if digest != rec.digest || size != rec.size {
+            // Damaged or half-copied by hand: rebuild and overwrite.
+            return None;
+        }
+        Some(Layer {
+            digest: rec.digest,
+            diff_id: rec.diff_id,
+            size: rec.size,
+            media_type: compression.media_type(),
+            blob: Blob::Path(path),
+        })
+    }
+
+    /// Stores a freshly built layer under `key`; returns it now backed by
+    /// the cache file.
+    pub fn put(&self, key: &str, layer: Layer) -> io::Result<Layer> {
+        let path = self
+            .blob_path(&layer.digest)
+            .ok_or_else(|| io::Error::other("malformed digest"))?;
+        if !path.exists() {
+            let mut out = AtomicFile::create(&path)?;
+            io::copy(&mut layer.blob.reader()?, out.file())?;
+            out.commit()?;
+        }
+        let rec = Record {
+            digest: layer.digest.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.size,
+            media_type: layer.media_type.to_string(),
+        };
+        let mut out = AtomicFile::create(&self.dir.join("layers").join(key))?;
+        serde_json::to_writer(out.file(), &rec)?;
+        out.commit()?;
+        Ok(Layer {
+            blob: Blob::Path(path),
+            ..layer
+        })
+    }
+}
+
+fn digest_of(file: &mut File) -> io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((format!("sha256:{}", hex(&h.finalize())), size))
+}
+
+/// The identity of a layer before it is written: everything that decides
+/// its bytes (entries, metadata as written, content digests, hardlink
+/// structure, compression settings). `None` when a file's content digest is
+/// unknown (the scan didn't hash).
+pub fn key(rootfs: &Rootfs, plan: &LayerPlan, settings: &Settings) -> Option<String> {
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(FORMAT.as_bytes());
+    field(format!("{:?}/{}", settings.compression, settings.level).as_bytes());
+    let mut first_of_inode: std::collections::HashMap<usize, &[u8]> =
+        std::collections::HashMap::new();
+    for &id in &plan.nodes {
+        let node = &rootfs.nodes()[id];
+        let meta = rootfs.meta(node);
+        field(&node.path);
+        field(
+            format!(
+                "{:o} {} {} {}",
+                meta.mode,
+                meta.uid,
+                meta.gid,
+                meta.mtime.min(settings.clamp).max(0)
+            )
+            .as_bytes(),
+        );
+        for (k, v) in &meta.xattrs {
+            field(k);
+            field(v);
+        }
+        match &node.entry {
+            Entry::Dir(_) => field(b"d"),
+            Entry::Fifo(_) => field(b"p"),
+            Entry::Symlink { target, .. } => {
+                field(b"l");
+                field(target);
+            }
+            Entry::Device {
+                kind, major, minor, ..
+            } => {
+                let k = if *kind == Device::Char { "c" } else { "b" };
+                field(format!("{k} {major} {minor}").as_bytes());
+            }
+            Entry::File(ino) => {
+                if let Some(first) = first_of_inode.get(ino) {
+                    field(b"h");
+                    field(first);
+                } else {
+                    let inode = rootfs.inode(*ino);
+                    field(b"f");
+                    field(&inode.size.to_le_bytes());
+                    field(inode.digest.as_ref()?);
+                    first_of_inode.insert(*ino, &node.path);
+                }
+            }
+        }
+    }
+    Some(hex(&h.finalize()))
+}

@@ -1,0 +1,294 @@
+//! Per-package plan: which rootfs entry belongs to which package's layer.
+//!
+//! An entry goes to a package's layer only when the package ships that path
+//! with the same type and, for files, the same content (SHA-256, or the size
+//! where only sizes are known, as with pkgdata). Everything else (files no
+//! package ships, files a postinst or useradd changed, generated files,
+//! update-alternatives links, paths two packages claim, hardlink groups
+//! split between owners) goes to a final, image-specific layer, so the
+//! unpacked image is always exactly the rootfs. Directories enter layers
+//! only as parents of their entries, with the rootfs's metadata: that way
+//! every kind of package information (file lists with or without
+//! directories) gives the same layers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::packing::{self, Group, Item, Label};
+use super::rules::Rules;
+use super::{LayerPlan, with_parents};
+use crate::source::{Entry, NodeId, Rootfs};
+
+/// A package as the plan sees it.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub name: String,
+    pub version: String,
+    /// The recipe (PN) that built it; packages of one recipe change together.
+    pub recipe: String,
+    /// Names of packages it depends on (versions stripped).
+    pub depends: Vec<String>,
+    pub claims: Vec<Claim>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub path: Vec<u8>,
+    pub kind: ClaimKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimKind {
+    File {
+        size: u64,
+        sha256: [u8; 32],
+    },
+    /// A file or symlink known only by its size (pkgdata's FILES_INFO).
+    Sized(u64),
+    Symlink(Vec<u8>),
+    Device,
+    Fifo,
+}
+
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+const FINAL: &str = "rustimage: image-specific files (not from any package)";
+
+/// Plans the layers: package (or group) layers in order, most widely
+/// depended-on first, then the final layer. `max_layers` counts them all.
+pub fn plan(
+    rootfs: &Rootfs,
+    owners: &[Owner],
+    rules: &Rules,
+    max_layers: usize,
+) -> Result<Vec<LayerPlan>, Error> {
+    if rules.len() + 1 > max_layers {
+        return Err(Error(format!(
+            "{} rule layers plus the final layer exceed --max-layers {max_layers}",
+            rules.len()
+        )));
+    }
+    let owned = assign(rootfs, owners);
+    let mut by_owner: Vec<Vec<NodeId>> = vec![Vec::new(); owners.len()];
+    let mut sizes = vec![0u64; owners.len()];
+    for (node, owner) in owned.iter().enumerate() {
+        if let Some(o) = *owner {
+            by_owner[o].push(node);
+            if let Entry::File(ino) = rootfs.nodes()[node].entry {
+                sizes[o] += rootfs.inode(ino).size;
+            }
+        }
+    }
+
+    // Rule layers first, then the default policy for the rest.
+    let mut ruled: Vec<Vec<usize>> = vec![Vec::new(); rules.len()];
+    let mut free: Vec<usize> = Vec::new();
+    for (i, o) in owners.iter().enumerate() {
+        if by_owner[i].is_empty() {
+            continue;
+        }
+        match rules.layer_for(&o.name) {
+            Some(r) => ruled[r].push(i),
+            None => free.push(i),
+        }
+    }
+    let slots = max_layers - 1 - ruled.iter().filter(|r| !r.is_empty()).count();
+    let items: Vec<Item> = free
+        .iter()
+        .map(|&i| Item {
+            name: owners[i].name.clone(),
+            recipe: owners[i].recipe.clone(),
+            size: sizes[i],
+        })
+        .collect();
+    let mut groups: Vec<(String, Vec<usize>)> = packing::pack(&items, slots.max(1))
+        .into_iter()
+        .map(|Group { label, members }| {
+            let label = match label {
+                Label::Package(n) => format!("package {n}"),
+                Label::Recipe(r) => format!("recipe {r}"),
+                Label::Bucket(b) => format!("packages of small recipes (group {b})"),
+            };
+            (label, members.into_iter().map(|m| free[m]).collect())
+        })
+        .collect();
+    for (r, members) in ruled.into_iter().enumerate() {
+        if !members.is_empty() {
+            groups.push((format!("layer {}", rules.name(r)), members));
+        }
+    }
+
+    let shared = dependents(owners);
+    groups.sort_by(|a, b| {
+        let score = |g: &(String, Vec<usize>)| g.1.iter().map(|&m| shared[m]).max().unwrap_or(0);
+        score(b).cmp(&score(a)).then_with(|| a.0.cmp(&b.0))
+    });
+
+    let mut layers = Vec::with_capacity(groups.len() + 1);
+    let mut covered: HashSet<NodeId> = HashSet::new();
+    for (label, mut members) in groups {
+        members.sort_by(|&a, &b| owners[a].name.cmp(&owners[b].name));
+        let nodes: Vec<NodeId> = members.iter().flat_map(|&m| by_owner[m].clone()).collect();
+        let nodes = with_parents(rootfs, &nodes);
+        covered.extend(nodes.iter().copied());
+        let list: Vec<String> = members
+            .iter()
+            .map(|&m| format!("{} {}", owners[m].name, owners[m].version))
+            .collect();
+        layers.push(LayerPlan {
+            nodes,
+            created_by: format!("rustimage: {label}"),
+            comment: Some(format!("packages: {}", list.join(", "))),
+        });
+    }
+    // The final layer: what no package layer holds.
+    let rest: Vec<NodeId> = (0..rootfs.nodes().len())
+        .filter(|&n| owned[n].is_none() && !covered.contains(&n))
+        .collect();
+    layers.push(LayerPlan {
+        nodes: with_parents(rootfs, &rest),
+        created_by: FINAL.to_string(),
+        comment: None,
+    });
+    Ok(layers)
+}
+
+/// The owner of each rootfs node, where exactly one package ships it as it
+/// is; hardlink groups stay whole or go unowned.
+fn assign(rootfs: &Rootfs, owners: &[Owner]) -> Vec<Option<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Claimed {
+        No,
+        By(usize),
+        Contested,
+    }
+    let nodes = rootfs.nodes();
+    let mut claimed = vec![Claimed::No; nodes.len()];
+    for (o, owner) in owners.iter().enumerate() {
+        for c in &owner.claims {
+            let Some(id) = rootfs.find(&c.path) else {
+                continue;
+            };
+            if !matches(rootfs, id, &c.kind) {
+                continue;
+            }
+            claimed[id] = match claimed[id] {
+                Claimed::No => Claimed::By(o),
+                Claimed::By(p) if p == o => Claimed::By(o),
+                _ => Claimed::Contested,
+            };
+        }
+    }
+    let mut owned: Vec<Option<usize>> = claimed
+        .iter()
+        .map(|c| match c {
+            Claimed::By(o) => Some(*o),
+            _ => None,
+        })
+        .collect();
+    // A hardlink group spanning layers would break: keep it whole.
+    let mut groups: HashMap<usize, Vec<NodeId>> = HashMap::new();
+    for (id, n) in nodes.iter().enumerate() {
+        if let Entry::File(ino) = n.entry {
+            groups.entry(ino).or_default().push(id);
+        }
+    }
+    for members in groups.values().filter(|m| m.len() > 1) {
+        let first = owned[members[0]];
+        if members.iter().any(|&m| owned[m] != first) {
+            for &m in members {
+                owned[m] = None;
+            }
+        }
+    }
+    owned
+}
+
+fn matches(rootfs: &Rootfs, id: NodeId, kind: &ClaimKind) -> bool {
+    let entry = &rootfs.nodes()[id].entry;
+    match (kind, entry) {
+        (ClaimKind::File { size, sha256 }, Entry::File(ino)) => {
+            let inode = rootfs.inode(*ino);
+            inode.size == *size && inode.digest.as_ref() == Some(sha256)
+        }
+        (ClaimKind::Sized(size), Entry::File(ino)) => rootfs.inode(*ino).size == *size,
+        (ClaimKind::Sized(size), Entry::Symlink { target, .. }) => target.len() as u64 == *size,
+        (ClaimKind::Symlink(want), Entry::Symlink { target, .. }) => want == target,
+        (ClaimKind::Device, Entry::Device { .. }) => true,
+        (ClaimKind::Fifo, Entry::Fifo(_)) => true,
+        _ => false,
+    }
+}
+
+/// For each owner, how many owners of the image depend on it, directly or
+/// not: the measure of "widely shared" that orders layers (libc lowest).
+fn dependents(owners: &[Owner]) -> Vec<usize> {
+    let index: BTreeMap<&str, usize> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.name.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = owners
+        .iter()
+        .map(|o| {
+            let mut d: Vec<usize> = o
+                .depends
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        })
+        .collect();
+    let mut count = vec![0usize; owners.len()];
+    for start in 0..owners.len() {
+        // Everything `start` reaches gains one dependent.
+        let mut seen = vec![false; owners.len()];
+        seen[start] = true;
+        let mut stack = deps[start].clone();
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut seen[n], true) {
+                continue;
+            }
+            count[n] += 1;
+            stack.extend(deps[n].iter().copied());
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(name: &str, depends: &[&str]) -> Owner {
+        Owner {
+            name: name.into(),
+            version: "1.0-r0".into(),
+            recipe: name.into(),
+            depends: depends.iter().map(|s| s.to_string()).collect(),
+            claims: vec![],
+        }
+    }
+
+    #[test]
+    fn dependents_count_transitively() {
+        let owners = vec![
+            owner("app", &["libfoo", "libc6"]),
+            owner("libfoo", &["libc6"]),
+            owner("libc6", &[]),
+            owner("cycle-a", &["cycle-b"]),
+            owner("cycle-b", &["cycle-a"]),
+        ];
+        assert_eq!(dependents(&owners), vec![0, 1, 2, 1, 1]);
+    }
+}

@@ -1,0 +1,323 @@
+//! Bad input and bad output paths: one line naming the file and the
+//! problem, exit 1 (2 for usage mistakes), never a panic, and nothing left at
+//! the output path or beside it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use tempfile::TempDir;
+
+fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("rustimage-bad-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Runs a build of `rootfs` into `dir/out/image.tar` expecting failure with
+/// `code`; checks the message and that `dir/out` stayed empty.
+fn fails(dir: &Path, rootfs: &Path, extra: &[&str], code: i32, needle: &str) -> String {
+    let out_dir = dir.join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let out = run_fail(
+        rustimage()
+            .args(["build", "--squash", "--rootfs"])
+            .arg(rootfs)
+            .arg("-o")
+            .arg(out_dir.join("image.tar"))
+            .args(extra),
+    );
+    check_failure(&out, code, needle);
+    let left: Vec<_> = fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn check_failure(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    if code == 1 {
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("rustimage: error: "), "{err}");
+    }
+}
+
+/// A tar whose one member has a raw name (the tar crate refuses `..` in
+/// its own setters, hostile archives don't).
+fn raw_tar(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, data).unwrap();
+    p
+}
+
+fn small_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/hello"), vec![b'x'; 200_000]).unwrap();
+    for i in 0..50 {
+        fs::write(root.join(format!("etc/f{i}")), format!("{i}").repeat(3000)).unwrap();
+    }
+    root
+}
+
+#[test]
+fn empty_random_and_unknown_files() {
+    let tmp = tempdir();
+    let empty = write(tmp.path(), "empty.tar", b"");
+    let err = fails(tmp.path(), &empty, &[], 1, "empty file");
+    assert!(err.contains("empty.tar"), "{err}");
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let random = write(tmp.path(), "random.bin", &random);
+    fails(tmp.path(), &random, &[], 1, "random.bin: not a tar archive");
+    fails(
+        tmp.path(),
+        &tmp.path().join("missing.tar"),
+        &[],
+        1,
+        "missing.tar: No such file",
+    );
+    let lz4 = write(tmp.path(), "x.tar.lz4", &[0x04, 0x22, 0x4d, 0x18, 0, 0, 0]);
+    fails(tmp.path(), &lz4, &[], 1, "lz4");
+}
+
+#[test]
+fn truncated_and_corrupt_archives_of_every_compression() {
+    if !require_all(&["tar", "gzip", "pbzip2", "xz", "zstd"]) {
+        return;
+    }
+    let tmp = tempdir();
+    let root = small_rootfs(tmp.path());
+    for c in COMPRESSIONS {
+        let good = tmp.path().join(format!("good{}", tarball_suffix(c)));
+        make_tarball(&root, &good, c);
+        let bytes = fs::read(&good).unwrap();
+        let cut = write(
+            tmp.path(),
+            &format!("cut-{c}.tar"),
+            &bytes[..bytes.len() * 2 / 3],
+        );
+        fails(tmp.path(), &cut, &[], 1, "corrupt or truncated");
+        let mut bad = bytes.clone();
+        // Plain tar carries no content checksum: hit a header there.
+        let mid = if c == "none" { 100 } else { bad.len() / 2 };
+        for b in &mut bad[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        let bad = write(tmp.path(), &format!("flipped-{c}.tar"), &bad);
+        let err = fails(tmp.path(), &bad, &[], 1, "flipped-");
+        assert!(
+            err.contains("corrupt") || err.contains("checksum"),
+            "{c}: {err}"
+        );
+    }
+}
+
+#[test]
+fn tar_cut_at_an_entry_boundary_is_refused() {
+    let tmp = tempdir();
+    let full = raw_tar(&[
+        (b"etc/", tar::EntryType::Directory, b"", b""),
+        (b"etc/a", tar::EntryType::Regular, b"", b"hello"),
+    ]);
+    // Two headers and one data block, no end-of-archive blocks.
+    let cut = write(tmp.path(), "cut.tar", &full[..3 * 512]);
+    fails(tmp.path(), &cut, &[], 1, "end-of-archive");
+}
+
+#[test]
+fn entries_escaping_the_root_are_refused() {
+    let tmp = tempdir();
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "dotdot.tar",
+            raw_tar(&[(b"../evil", tar::EntryType::Regular, b"", b"x")]),
+            "'../evil': path leaves the root",
+        ),
+        (
+            "inner-dotdot.tar",
+            raw_tar(&[(b"etc/../../evil", tar::EntryType::Regular, b"", b"x")]),
+            "path leaves the root",
+        ),
+        (
+            "link-escape.tar",
+            raw_tar(&[(b"etc/pw", tar::EntryType::Link, b"../../etc/passwd", b"")]),
+            "hardlink target '../../etc/passwd': path leaves the root",
+        ),
+        (
+            "link-missing.tar",
+            raw_tar(&[(b"etc/pw", tar::EntryType::Link, b"etc/nothere", b"")]),
+            "/etc/pw: hardlink to /etc/nothere, which does not precede it",
+        ),
+        (
+            "whiteout.tar",
+            raw_tar(&[(b"etc/.wh.passwd", tar::EntryType::Regular, b"", b"")]),
+            "deletion marker",
+        ),
+    ];
+    for (name, data, needle) in cases {
+        let p = write(tmp.path(), name, &data);
+        let err = fails(tmp.path(), &p, &[], 1, needle);
+        assert!(err.contains(name), "{err}");
+    }
+}
+
+#[test]
+fn unwritable_outputs_leave_nothing() {
+    let tmp = tempdir();
+    let root = small_rootfs(tmp.path());
+    let run = |args: &[&str], needle: &str| {
+        let out = run_fail(
+            rustimage()
+                .args(["build", "--squash", "--rootfs"])
+                .arg(&root)
+                .args(args),
+        );
+        check_failure(&out, 1, needle);
+    };
+    let nodir = tmp.path().join("no/such/dir/image.tar");
+    run(&["-o", nodir.to_str().unwrap()], "no/such/dir/image.tar");
+    assert!(!tmp.path().join("no").exists());
+
+    let file = write(tmp.path(), "plainfile", b"x");
+    run(
+        &["-o", &format!("{}/image.tar", file.display())],
+        "plainfile/image.tar",
+    );
+
+    // An existing directory that is not an image layout is never replaced.
+    let precious = tmp.path().join("precious");
+    fs::create_dir_all(&precious).unwrap();
+    fs::write(precious.join("thesis.txt"), b"years of work").unwrap();
+    run(
+        &["--oci-dir", precious.to_str().unwrap()],
+        "not an OCI image layout",
+    );
+    assert_eq!(
+        fs::read(precious.join("thesis.txt")).unwrap(),
+        b"years of work"
+    );
+    assert_eq!(fs::read_dir(&precious).unwrap().count(), 1);
+    let names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with(".precious")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_read_only_filesystem_fails_cleanly() {
+    // Root ignores permission bits, so use a read-only bind mount.
+    if !require_root() {
+        return;
+    }
+    let tmp = tempdir();
+    let root = small_rootfs(tmp.path());
+    let ro = tmp.path().join("ro");
+    fs::create_dir_all(&ro).unwrap();
+    let mount = |args: &[&str]| run_ok(std::process::Command::new("mount").args(args));
+    mount(&["--bind", ro.to_str().unwrap(), ro.to_str().unwrap()]);
+    mount(&["-o", "remount,bind,ro", ro.to_str().unwrap()]);
+    let out = run_fail(
+        rustimage()
+            .args(["build", "--squash", "--rootfs"])
+            .arg(&root)
+            .arg("-o")
+            .arg(ro.join("image.tar")),
+    );
+    run_ok(std::process::Command::new("umount").arg(&ro));
+    check_failure(&out, 1, "Read-only file system");
+    assert_eq!(fs::read_dir(&ro).unwrap().count(), 0);
+}
+
+#[test]
+fn usage_mistakes_exit_2() {
+    let tmp = tempdir();
+    let root = small_rootfs(tmp.path());
+    let out = tmp.path().join("x.tar");
+    let o = out.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "no output"),
+        (&["-o", o, "--env", "NOEQUALS"], "--env 'NOEQUALS'"),
+        (&["-o", o, "--tag", "Bad:Name"], "--tag"),
+        (
+            &["-o", o, "--created", "yesterday"],
+            "--created 'yesterday'",
+        ),
+        (
+            &["-o", o, "--compression-level", "12"],
+            "--compression-level 12",
+        ),
+        (&["-o", o, "--expose", "99999"], "--expose '99999'"),
+        (&["-o", o, "--entrypoint", "[\"sh\","], "--entrypoint"),
+        (&["-o", o, "--workdir", "relative"], "--workdir"),
+        (&["-o", o, "--compression", "lzma"], "invalid value 'lzma'"),
+    ];
+    for (args, needle) in cases {
+        let res = run_fail(
+            rustimage()
+                .args(["build", "--squash", "--rootfs"])
+                .arg(&root)
+                .args(*args),
+        );
+        check_failure(&res, 2, needle);
+        assert!(!out.exists());
+    }
+    let res = run_fail(
+        rustimage()
+            .args(["build", "--squash", "--rootfs"])
+            .arg(&root)
+            .args(["-o", o])
+            .env("SOURCE_DATE_EPOCH", "soon"),
+    );
+    check_failure(&res, 2, "SOURCE_DATE_EPOCH");
+}
+
+#[test]
+fn inspect_refuses_what_is_not_an_image() {
+    let tmp = tempdir();
+    let junk = write(
+        tmp.path(),
+        "junk.tar",
+        &raw_tar(&[(b"hello", tar::EntryType::Regular, b"", b"hi")]),
+    );
+    let out = run_fail(rustimage().arg("inspect").arg(&junk));
+    check_failure(&out, 1, "junk.tar: neither index.json nor manifest.json");
+    let mut f = fs::File::create(tmp.path().join("garbage")).unwrap();
+    f.write_all(&[0xff; 3000]).unwrap();
+    let out = run_fail(rustimage().arg("inspect").arg(tmp.path().join("garbage")));
+    check_failure(&out, 1, "garbage: not an image archive");
+}

@@ -1,0 +1,353 @@
+//! `rustimage build --rootfs`: the image real clients unpack is exactly the
+//! input rootfs, whatever form the rootfs came in, and the bytes never vary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use tempfile::TempDir;
+
+/// Clamp time for the builds here: between the rootfs mtimes and the
+/// future one, so clamping is visible.
+const CREATED: i64 = ROOTFS_MTIME + 1000;
+
+fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("rustimage-build-")
+        .tempdir()
+        .unwrap()
+}
+
+fn build(rootfs: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = run_ok(
+        rustimage()
+            .args(["build", "--squash", "--json", "--created"])
+            .arg(format!("@{CREATED}"))
+            .arg("--rootfs")
+            .arg(rootfs)
+            .args(extra),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The rootfs as unpacked from an image: mtimes clamped to CREATED.
+fn expected(rootfs: &Path) -> Tree {
+    let mut tree = snapshot_with_mtime(rootfs);
+    for node in tree.values_mut() {
+        if let Some(m) = node.mtime.as_mut() {
+            *m = (*m).min(CREATED);
+        }
+    }
+    tree
+}
+
+#[test]
+fn every_input_form_gives_the_same_image() {
+    if !require_all(&["tar", "gzip", "pbzip2", "xz", "zstd"]) {
+        return;
+    }
+    let tmp = tempdir();
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    let from_dir = build(
+        &rootfs,
+        &["-o", tmp.path().join("dir.tar").to_str().unwrap()],
+    );
+    for c in COMPRESSIONS {
+        let tarball = tmp.path().join(format!("rootfs{}", tarball_suffix(c)));
+        make_tarball(&rootfs, &tarball, c);
+        // OE's deploy names are symlinks: read through them.
+        let link = tmp.path().join(format!("link-{c}"));
+        std::os::unix::fs::symlink(&tarball, &link).unwrap();
+        let out = tmp.path().join(format!("{c}.tar"));
+        let from_tar = build(&link, &["-o", out.to_str().unwrap()]);
+        assert_eq!(
+            from_tar["layers"], from_dir["layers"],
+            "{c} tarball vs directory"
+        );
+        assert_eq!(from_tar["manifest"], from_dir["manifest"], "{c}");
+    }
+}
+
+#[test]
+fn real_clients_unpack_the_exact_rootfs() {
+    if !require_all(&["skopeo", "umoci", "oci-image-tool", "podman", "dockerd"]) {
+        return;
+    }
+    let tmp = tempdir();
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    let want = expected(&rootfs);
+    let archive = tmp.path().join("image.tar");
+    let layout = tmp.path().join("layout");
+    let tag = "rustimage-test/exact:1.0";
+    let summary = build(
+        &rootfs,
+        &[
+            "-o",
+            archive.to_str().unwrap(),
+            "--oci-dir",
+            layout.to_str().unwrap(),
+            "--tag",
+            tag,
+        ],
+    );
+
+    // skopeo reads both views of the archive and the layout.
+    for src in [
+        format!("docker-archive:{}", archive.display()),
+        format!("oci-archive:{}", archive.display()),
+        format!("oci:{}:{tag}", layout.display()),
+    ] {
+        let info = run_stdout(skopeo().args(["inspect", &src]));
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(info["Architecture"], "amd64", "{src}");
+        let copy = tmp
+            .path()
+            .join(format!("copy-{}", src.split(':').next().unwrap()));
+        skopeo_copy(&src, &format!("oci:{}:copy", copy.display()));
+    }
+    let oci_manifest = run_stdout(skopeo().args([
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", archive.display()),
+    ]));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(oci_manifest.as_bytes())),
+        summary["manifest"].as_str().unwrap()
+    );
+
+    oci_validate(&layout);
+
+    // umoci: the whole tree, xattrs and mtimes included.
+    let unpacked = umoci_unpack(&layout, tag, &tmp.path().join("bundle"));
+    assert_same_tree(&want, &snapshot_with_mtime(&unpacked), &[]);
+
+    // podman names the image from the OCI view and keeps everything.
+    let podman = Podman::new();
+    let name = podman.load(&archive);
+    assert_eq!(name, format!("localhost/{tag}"));
+    let mounted = podman.image_mount(&name);
+    // Its vfs storage gives the layer directory itself (the root) the time
+    // of extraction; everything else, root mode and owner included, is kept.
+    let mut got = snapshot_with_mtime(&mounted);
+    got.get_mut(&b""[..]).unwrap().mtime = want[&b""[..]].mtime;
+    assert_same_tree(&want, &got, &[]);
+    podman.image_unmount(&name);
+
+    // docker loads through RepoTags; a container keeps only
+    // security.capability of the xattrs (vfs copy), and adds its init files.
+    let docker = docker();
+    let out = run_stdout(docker.docker(["load", "-i"]).arg(&archive));
+    assert!(out.contains(&format!("Loaded image: {tag}")), "{out}");
+    let id = run_stdout(docker.docker(["create", tag, "/nonexistent"]));
+    let exported = tmp.path().join("export.tar");
+    run_ok(docker.docker(["export", "-o"]).arg(&exported).arg(&id));
+    run_ok(docker.docker(["rm", &id]));
+    let dest = tmp.path().join("docker-rootfs");
+    make_root_dir(&dest);
+    extract_tar(&exported, &dest);
+    let mut want_docker = snapshot(&rootfs);
+    retain_xattrs(&mut want_docker, |n| n == b"security.capability");
+    let ignore = [
+        ".dockerenv",
+        "dev/console",
+        "dev/pts",
+        "dev/shm",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/mtab",
+        "etc/resolv.conf",
+        "proc",
+        "sys",
+    ];
+    assert_same_tree(
+        &filter_tree(&want_docker, &ignore),
+        &filter_tree(&snapshot(&dest), &ignore),
+        &[],
+    );
+}
+
+/// A rootfs with a real static busybox, to run.
+fn runnable_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("run-rootfs");
+    make_root_dir(&root);
+    for d in ["bin", "etc", "tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/secret"), "s3cret\n").unwrap();
+    let c = |p: &str| std::ffi::CString::new(root.join(p).to_str().unwrap()).unwrap();
+    unsafe {
+        libc::chown(c("etc/secret").as_ptr(), 1234, 5678);
+        libc::chmod(c("etc/secret").as_ptr(), 0o4640);
+    }
+    root
+}
+
+#[test]
+fn docker_and_podman_run_a_command_in_the_image() {
+    if !require_all(&["podman", "dockerd", "busybox"]) || !Path::new("/bin/busybox").exists() {
+        return;
+    }
+    let tmp = tempdir();
+    let root = runnable_rootfs(tmp.path());
+    let archive = tmp.path().join("run.tar");
+    build(
+        &root,
+        &[
+            "-o",
+            archive.to_str().unwrap(),
+            "--tag",
+            "rustimage-test/run:1",
+            "--entrypoint",
+            r#"["/bin/busybox"]"#,
+            "--cmd",
+            "stat -c %u:%g:%a:%n /etc/secret",
+            "--env",
+            "GREETING=hello",
+        ],
+    );
+    let docker = docker();
+    run_ok(docker.docker(["load", "-i"]).arg(&archive));
+    let out =
+        run_stdout(docker.docker(["run", "--rm", "--network", "none", "rustimage-test/run:1"]));
+    assert_eq!(out, "1234:5678:4640:/etc/secret");
+    let env = run_stdout(docker.docker([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "rustimage-test/run:1",
+        "sh",
+        "-c",
+        "echo $GREETING $PATH",
+    ]));
+    assert_eq!(
+        env,
+        "hello /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+
+    let podman = Podman::new();
+    let name = podman.load(&archive);
+    let out = run_stdout(
+        podman
+            .cmd()
+            .args(["run", "--rm", "--runtime", "runc", &name]),
+    );
+    assert_eq!(out, "1234:5678:4640:/etc/secret");
+}
+
+#[test]
+fn same_bytes_whatever_tz_umask_cwd_and_threads() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempdir();
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    let mut digests = Vec::new();
+    for (i, (tz, umask, jobs)) in [
+        ("UTC", "022", "1"),
+        ("Asia/Tokyo", "077", "2"),
+        ("America/New_York", "002", "7"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cwd = tmp.path().join(format!("cwd{i}"));
+        fs::create_dir_all(&cwd).unwrap();
+        // Relative paths from a different directory each time.
+        let script = format!(
+            "umask {umask} && exec {} build --squash --rootfs ../rootfs -o out.tar --oci-dir layout \
+             --tag repro:1 --jobs {jobs} --created 2024-01-01T00:00:00Z -q",
+            env!("CARGO_BIN_EXE_rustimage")
+        );
+        run_ok(
+            std::process::Command::new("sh")
+                .args(["-c", &script])
+                .current_dir(&cwd)
+                .env("TZ", tz)
+                .env("SOURCE_DATE_EPOCH", format!("{}", 1000 + i)),
+        );
+        let layout: Vec<(String, String)> = walk_files(&cwd.join("layout"));
+        digests.push((sha256_file(&cwd.join("out.tar")), layout));
+    }
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(digests[0], digests[2]);
+}
+
+fn walk_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push((
+                p.file_name().unwrap().to_string_lossy().into(),
+                sha256_file(&p),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn pseudo_ownership_is_what_the_image_gets() {
+    if !require_all(&["pseudo", "umoci"]) {
+        return;
+    }
+    let tmp = tempdir();
+    let root = tmp.path().join("rootfs");
+    make_root_dir(&root);
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::write(root.join("usr/bin/passwd"), b"binary").unwrap();
+    fs::write(root.join("usr/bin/ping"), b"ping").unwrap();
+    fs::create_dir_all(root.join("home/user")).unwrap();
+    let state = tmp.path().join("pseudo-state");
+    let layout = tmp.path().join("layout");
+    // As OE's do_rootfs then do_image_*: ownership made in one pseudo
+    // session, read in a later one with the same database.
+    run_ok(pseudo(&state, "sh").arg("-c").arg(format!(
+        "cd {} && chown 0:0 . && chown 4321:8765 usr/bin/passwd && chmod 4711 usr/bin/passwd \
+         && chown -R 1000:1000 home/user && setfattr -n security.capability \
+         -v 0x0100000200200000000000000000000000000000 usr/bin/ping",
+        root.display()
+    )));
+    run_ok(pseudo(&state, env!("CARGO_BIN_EXE_rustimage")).args([
+        "build",
+        "--squash",
+        "-q",
+        "--tag",
+        "pseudo:1",
+        "--rootfs",
+        root.to_str().unwrap(),
+        "--oci-dir",
+        layout.to_str().unwrap(),
+    ]));
+    pseudo_shutdown(&state);
+    // On disk (outside pseudo) the owners are still root's.
+    let real = snapshot(&root);
+    assert_eq!(real[&b"usr/bin/passwd"[..]].uid, 0);
+
+    let unpacked = umoci_unpack(&layout, "pseudo:1", &tmp.path().join("bundle"));
+    let got = snapshot(&unpacked);
+    let passwd = &got[&b"usr/bin/passwd"[..]];
+    assert_eq!((passwd.uid, passwd.gid, passwd.mode), (4321, 8765, 0o4711));
+    let home = &got[&b"home/user"[..]];
+    assert_eq!((home.uid, home.gid), (1000, 1000));
+    let ping = &got[&b"usr/bin/ping"[..]];
+    assert_eq!(
+        ping.xattrs.get(&b"security.capability"[..]).map(Vec::len),
+        Some(20),
+        "capability set under pseudo"
+    );
+}
