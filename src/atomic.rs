@@ -202,6 +202,32 @@ impl AtomicDir {
     }
 }
 
+/// Gives an open file (an unnamed temporary one included) the name `dest`
+/// by linking it; copies when linking can't work (another filesystem).
+pub fn link_or_copy(file: &File, dest: &Path) -> io::Result<()> {
+    let proc =
+        CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io::Error::other)?;
+    let to = CString::new(dest.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both are valid C strings.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let mut src = file.try_clone()?;
+    io::Seek::seek(&mut src, io::SeekFrom::Start(0))?;
+    let mut out = OpenOptions::new().write(true).create_new(true).open(dest)?;
+    io::copy(&mut src, &mut out)?;
+    Ok(())
+}
+
 /// Writes `data` to a new file (used inside an [`AtomicDir`]).
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;

@@ -9,7 +9,7 @@ use crate::cli::{BuildArgs, UsageError};
 use crate::error::Error;
 use crate::image::{self, Image};
 use crate::progress::Progress;
-use crate::{layers, plan, sinks, source};
+use crate::{deploy, layers, ownership, plan, sinks, source};
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
     if args.output.is_none() && args.oci_dir.is_none() {
@@ -19,6 +19,25 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let spec = args.spec(sde.as_deref())?;
     let (compression, level) = args.compression()?;
     let progress = Progress::new(args.quiet || args.json);
+    let quiet = args.quiet;
+    let warn = move |msg: String| {
+        if !quiet {
+            eprintln!("rustimage: warning: {msg}");
+        }
+    };
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let inputs = Inputs::resolve(args)?;
+    let rules = match &args.layer_rules {
+        Some(p) => plan::Rules::load(p)?,
+        None => plan::Rules::default(),
+    };
+    let per_package = !args.squash && args.max_layers > 1 && inputs.manifest.is_some();
+    if !args.squash
+        && inputs.manifest.is_none()
+        && (!args.feeds.is_empty() || args.pkgdata.is_some())
+    {
+        warn("feeds or pkgdata given but no image manifest: building one layer".into());
+    }
 
     for out in outputs(args) {
         check_writable(out)?;
@@ -27,29 +46,58 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         Some(d) => d.clone(),
         None => parent(outputs(args).next().unwrap_or(Path::new("."))),
     };
+    let cache = args
+        .cache
+        .as_deref()
+        .map(|d| {
+            layers::Cache::open(d)
+                .map_err(|e| sinks::Error::new(d, format!("can't use as a layer cache: {e}")))
+        })
+        .transpose()?;
 
-    let input_size = std::fs::metadata(&args.rootfs)
+    let owners = match (&inputs.manifest, per_package) {
+        (Some(manifest), true) => {
+            let src = ownership::Sources {
+                manifest,
+                feeds: &inputs.feeds,
+                pkgdata: inputs.pkgdata.as_deref(),
+            };
+            let bar = progress.count("packages", 0);
+            let owners = ownership::load(&src, jobs, &warn, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            owners
+        }
+        _ => Vec::new(),
+    };
+
+    let input_size = std::fs::metadata(&inputs.rootfs)
         .map(|m| m.len())
         .unwrap_or(0);
     let bar = progress.bytes("reading", input_size);
     let scan_opts = source::ScanOptions {
-        hash: false,
+        hash: per_package || cache.is_some(),
         tmpdir: workdir.clone(),
     };
-    let rootfs = source::scan(&args.rootfs, &scan_opts, &|n| bar.set_position(n))?;
+    let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
 
-    let plans = vec![plan::squash(&rootfs)];
+    let plans = if per_package {
+        plan::per_package(&rootfs, &owners, &rules, usize::from(args.max_layers))?
+    } else {
+        vec![plan::squash(&rootfs)]
+    };
 
     let settings = layers::Settings {
         compression,
         level,
-        jobs: args.jobs.unwrap_or_else(default_jobs),
+        jobs,
         clamp: spec.created,
         workdir,
     };
     let bar = progress.bytes("layers", rootfs.content_bytes());
-    let built = layers::build(&rootfs, &plans, &settings, None, &|n| bar.set_position(n))?;
+    let built = layers::build(&rootfs, &plans, &settings, cache.as_ref(), &|n| {
+        bar.set_position(n)
+    })?;
     bar.finish_and_clear();
 
     let image = image::assemble(&spec, &plans, built)?;
@@ -71,6 +119,55 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// Where the inputs are, from explicit flags or found in the deploy dir.
+struct Inputs {
+    rootfs: PathBuf,
+    manifest: Option<PathBuf>,
+    feeds: Vec<PathBuf>,
+    pkgdata: Option<PathBuf>,
+}
+
+impl Inputs {
+    fn resolve(args: &BuildArgs) -> Result<Inputs, Error> {
+        let found = match (&args.deploy_dir, &args.image, &args.machine) {
+            (Some(dir), Some(image), Some(machine)) => {
+                if !dir.is_dir() {
+                    return Err(sinks::Error::new(dir, "not a directory").into());
+                }
+                deploy::find(dir, image, machine)
+            }
+            _ => deploy::Found::default(),
+        };
+        let rootfs = match (&args.rootfs, found.rootfs) {
+            (Some(r), _) => r.clone(),
+            (None, Some(r)) => r,
+            (None, None) => {
+                let dir = args.deploy_dir.as_deref().unwrap_or(Path::new("."));
+                let (image, machine) = (
+                    args.image.as_deref().unwrap_or_default(),
+                    args.machine.as_deref().unwrap_or_default(),
+                );
+                return Err(sinks::Error::new(
+                    &dir.join("images").join(machine),
+                    format!(
+                        "no rootfs tarball {image}-{machine}.rootfs.tar[.zst|.xz|.bz2|.gz]; \
+                         give --rootfs"
+                    ),
+                )
+                .into());
+            }
+        };
+        let mut feeds = found.feeds;
+        feeds.extend(args.feeds.iter().cloned());
+        Ok(Inputs {
+            rootfs,
+            manifest: args.manifest.clone().or(found.manifest),
+            feeds,
+            pkgdata: args.pkgdata.clone().or(found.pkgdata),
+        })
+    }
 }
 
 fn outputs(args: &BuildArgs) -> impl Iterator<Item = &Path> {

@@ -48,12 +48,43 @@ pub enum CompressionArg {
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// Root filesystem: a tarball (plain, gzip, bzip2, xz or zstd; detected
-    /// from its content) or a directory.
-    #[arg(long, value_name = "PATH")]
-    pub rootfs: PathBuf,
+    /// from its content) or a directory. Found in the deploy dir if omitted.
+    #[arg(long, value_name = "PATH", required_unless_present = "deploy_dir")]
+    pub rootfs: Option<PathBuf>,
+    /// BitBake's deploy directory (tmp/deploy): rootfs, manifest and feeds
+    /// are found there, pkgdata beside it (tmp/pkgdata/MACHINE).
+    #[arg(long, value_name = "DIR", requires_all = ["image", "machine"])]
+    pub deploy_dir: Option<PathBuf>,
+    /// Image recipe name (core-image-minimal), with --deploy-dir.
+    #[arg(long, value_name = "NAME", requires = "deploy_dir")]
+    pub image: Option<String>,
+    /// MACHINE the image was built for (qemux86-64), with --deploy-dir.
+    #[arg(long, value_name = "MACHINE", requires = "deploy_dir")]
+    pub machine: Option<String>,
+    /// Image manifest (lines "package arch version").
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Package feed: a dir with arch subdirs as BitBake writes them, or a
+    /// flat dir of .ipk/.deb/.rpm files (repeatable).
+    #[arg(long = "feed", value_name = "DIR")]
+    pub feeds: Vec<PathBuf>,
+    /// pkgdata of the machine (tmp/pkgdata/MACHINE).
+    #[arg(long, value_name = "DIR")]
+    pub pkgdata: Option<PathBuf>,
     /// Put the whole rootfs into one layer.
     #[arg(long)]
     pub squash: bool,
+    /// Most layers the image may have, the final image-specific one included.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=125))]
+    pub max_layers: u16,
+    /// INI file of named layers and the package globs they take.
+    #[arg(long, value_name = "FILE")]
+    pub layer_rules: Option<PathBuf>,
+    /// Directory of compressed layers kept between builds; unchanged layers
+    /// are taken from it instead of compressed again.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 
     /// Write a tar that `docker load`, `podman load` and skopeo accept
     /// (Docker archive and OCI layout in one); `-` for stdout.
@@ -173,11 +204,19 @@ impl BuildArgs {
 
     /// The image description the flags ask for.
     pub fn spec(&self, source_date_epoch: Option<&str>) -> Result<Spec, UsageError> {
-        let tags = self
+        let mut tags = self
             .tags
             .iter()
             .map(|t| Tag::parse(t).map_err(|e| usage(format!("--tag: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        if tags.is_empty()
+            && let Some(image) = &self.image
+        {
+            tags.push(
+                Tag::parse(&format!("{image}:latest"))
+                    .map_err(|e| usage(format!("--image: {e}")))?,
+            );
+        }
         for e in &self.env {
             if !e.contains('=') || e.starts_with('=') {
                 return Err(usage(format!("--env '{e}': expected KEY=VALUE")));

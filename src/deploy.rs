@@ -27,7 +27,9 @@ pub fn find(deploy: &Path, image: &str, machine: &str) -> Found {
         let p = images.join(name);
         p.is_file().then_some(p)
     };
-    let manifest = stems.iter().find_map(|s| existing(&format!("{s}.manifest")));
+    let manifest = stems
+        .iter()
+        .find_map(|s| existing(&format!("{s}.manifest")));
     let rootfs = stems.iter().find_map(|s| {
         ROOTFS_SUFFIXES
             .iter()
@@ -73,8 +75,16 @@ mod tests {
             fs::write(images.join(name), b"x").unwrap();
         }
         let f = find(&deploy, "core-image-minimal", "qemux86-64");
-        assert!(f.manifest.unwrap().ends_with("core-image-minimal-qemux86-64.rootfs.manifest"));
-        assert!(f.rootfs.unwrap().ends_with("core-image-minimal-qemux86-64.rootfs.tar.zst"));
+        assert!(
+            f.manifest
+                .unwrap()
+                .ends_with("core-image-minimal-qemux86-64.rootfs.manifest")
+        );
+        assert!(
+            f.rootfs
+                .unwrap()
+                .ends_with("core-image-minimal-qemux86-64.rootfs.tar.zst")
+        );
         assert_eq!(f.feeds, vec![deploy.join("ipk")]);
         assert_eq!(f.pkgdata, Some(tmp.path().join("pkgdata/qemux86-64")));
         let f = find(&deploy, "old-image", "qemux86-64");

@@ -13,6 +13,9 @@ pub enum Error {
     Image(crate::image::Error),
     Sink(crate::sinks::Error),
     Inspect(crate::layout::Error),
+    Packages(crate::packages::Error),
+    Plan(crate::plan::Error),
+    Rules(crate::plan::RulesError),
 }
 
 impl Error {
@@ -33,6 +36,9 @@ impl fmt::Display for Error {
             Error::Image(e) => e.fmt(f),
             Error::Sink(e) => e.fmt(f),
             Error::Inspect(e) => e.fmt(f),
+            Error::Packages(e) => e.fmt(f),
+            Error::Plan(e) => e.fmt(f),
+            Error::Rules(e) => e.fmt(f),
         }
     }
 }
@@ -55,5 +61,8 @@ from!(
     Layers(crate::layers::Error),
     Image(crate::image::Error),
     Sink(crate::sinks::Error),
-    Inspect(crate::layout::Error)
+    Inspect(crate::layout::Error),
+    Packages(crate::packages::Error),
+    Plan(crate::plan::Error),
+    Rules(crate::plan::RulesError)
 );

@@ -10,11 +10,14 @@
 mod atomic;
 mod build;
 mod cli;
+mod deploy;
 mod error;
 mod image;
 mod inspect;
 mod layers;
 mod layout;
+mod ownership;
+mod packages;
 mod plan;
 mod progress;
 mod sinks;

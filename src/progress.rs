@@ -36,6 +36,23 @@ impl Progress {
         bar
     }
 
+    /// A counting bar (packages read); `total` 0 when unknown.
+    pub fn count(&self, message: &str, total: u64) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(
+            (total > 0).then_some(total),
+            ProgressDrawTarget::stderr(),
+        );
+        let style = ProgressStyle::with_template("{msg:>10} {pos} {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
     /// Prints a line when progress is on (a finished step on a terminal).
     pub fn note(&self, line: &str) {
         if self.enabled {

@@ -53,7 +53,10 @@ fn check_failure(out: &Output, code: i32, needle: &str) {
 
 /// A tar whose one member has a raw name (the tar crate refuses `..` in
 /// its own setters, hostile archives don't).
-fn raw_tar(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+/// (name, type, link target, data) of one raw member.
+type Raw<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, link, data) in entries {
         let mut h = tar::Header::new_ustar();

@@ -49,11 +49,6 @@ impl Tag {
             reference,
         })
     }
-
-    /// `docker.io/library/foo:latest`, as containerd names images.
-    pub fn full(&self) -> String {
-        self.reference.whole()
-    }
 }
 
 impl fmt::Display for Tag {
@@ -93,8 +88,6 @@ pub struct Image {
     pub layers: Vec<Layer>,
     pub tags: Vec<Tag>,
     pub created: i64,
-    /// Platform for index entries: (os, architecture, variant).
-    pub platform: (String, String, Option<String>),
 }
 
 #[derive(Debug)]
@@ -228,7 +221,6 @@ pub fn assemble(spec: &Spec, plans: &[LayerPlan], layers: Vec<Layer>) -> Result<
         layers,
         tags: spec.tags.clone(),
         created: spec.created,
-        platform: (spec.os.clone(), spec.arch.clone(), spec.variant.clone()),
     })
 }
 
@@ -330,11 +322,6 @@ mod tests {
         assert_eq!(Tag::parse("foo:1.0").unwrap().to_string(), "foo:1.0");
         let t = Tag::parse("localhost:5000/a/b").unwrap();
         assert_eq!(t.to_string(), "localhost:5000/a/b:latest");
-        assert_eq!(t.full(), "localhost:5000/a/b:latest");
-        assert_eq!(
-            Tag::parse("foo").unwrap().full(),
-            "docker.io/library/foo:latest"
-        );
         assert!(Tag::parse("Foo").is_err());
         assert!(Tag::parse("foo@sha256:abc").is_err());
     }

@@ -83,11 +83,11 @@ impl Cache {
         let path = self
             .blob_path(&layer.digest)
             .ok_or_else(|| io::Error::other("malformed digest"))?;
-        if !path.exists() {
-            let mut out = AtomicFile::create(&path)?;
-            io::copy(&mut layer.blob.reader()?, out.file())?;
-            out.commit()?;
-        }
+        // Written even if a file is there: a miss means that file is
+        // damaged (or being replaced by an identical one: harmless).
+        let mut out = AtomicFile::create(&path)?;
+        io::copy(&mut layer.blob.reader()?, out.file())?;
+        out.commit()?;
         let rec = Record {
             digest: layer.digest.clone(),
             diff_id: layer.diff_id.clone(),

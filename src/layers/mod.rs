@@ -102,6 +102,14 @@ pub enum Blob {
 }
 
 impl Blob {
+    /// Puts the blob at `dest` (a new path), by a link where possible.
+    pub fn place(&self, dest: &std::path::Path) -> io::Result<()> {
+        match self {
+            Blob::Temp(f) => crate::atomic::link_or_copy(f, dest),
+            Blob::Path(p) => crate::atomic::link_or_copy(&File::open(p)?, dest),
+        }
+    }
+
     /// A reader from the start of the blob.
     pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
         match self {
@@ -486,7 +494,10 @@ fn collect(
         asm.pending.insert(job.seq, job);
         while let Some(job) = asm.pending.remove(&asm.next) {
             asm.file.write_all(&job.data).map_err(fail)?;
-            asm.hash.update(&job.data);
+            // Uncompressed, the digest is the diff_id already computed.
+            if settings.compression != Compression::None {
+                asm.hash.update(&job.data);
+            }
             asm.size += job.data.len() as u64;
             asm.next += 1;
             pool.put(job.data);

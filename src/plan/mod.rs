@@ -7,7 +7,7 @@ mod packing;
 mod rules;
 
 pub use packages::{Claim, ClaimKind, Error, Owner, plan as per_package};
-pub use rules::Rules;
+pub use rules::{Error as RulesError, Rules};
 
 use crate::source::{NodeId, Rootfs, path};
 

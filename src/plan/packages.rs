@@ -45,8 +45,6 @@ pub enum ClaimKind {
     /// A file or symlink known only by its size (pkgdata's FILES_INFO).
     Sized(u64),
     Symlink(Vec<u8>),
-    Device,
-    Fifo,
 }
 
 #[derive(Debug)]
@@ -76,7 +74,7 @@ pub fn plan(
             rules.len()
         )));
     }
-    let owned = assign(rootfs, owners);
+    let mut owned = assign(rootfs, owners);
     let mut by_owner: Vec<Vec<NodeId>> = vec![Vec::new(); owners.len()];
     let mut sizes = vec![0u64; owners.len()];
     for (node, owner) in owned.iter().enumerate() {
@@ -101,6 +99,15 @@ pub fn plan(
         }
     }
     let slots = max_layers - 1 - ruled.iter().filter(|r| !r.is_empty()).count();
+    if slots == 0 {
+        // Rules took every layer: the rest is image-specific.
+        for &i in &free {
+            for &n in &by_owner[i] {
+                owned[n] = None;
+            }
+        }
+        free.clear();
+    }
     let items: Vec<Item> = free
         .iter()
         .map(|&i| Item {
@@ -109,7 +116,7 @@ pub fn plan(
             size: sizes[i],
         })
         .collect();
-    let mut groups: Vec<(String, Vec<usize>)> = packing::pack(&items, slots.max(1))
+    let mut groups: Vec<(String, Vec<usize>)> = packing::pack(&items, slots)
         .into_iter()
         .map(|Group { label, members }| {
             let label = match label {
@@ -222,8 +229,6 @@ fn matches(rootfs: &Rootfs, id: NodeId, kind: &ClaimKind) -> bool {
         (ClaimKind::Sized(size), Entry::File(ino)) => rootfs.inode(*ino).size == *size,
         (ClaimKind::Sized(size), Entry::Symlink { target, .. }) => target.len() as u64 == *size,
         (ClaimKind::Symlink(want), Entry::Symlink { target, .. }) => want == target,
-        (ClaimKind::Device, Entry::Device { .. }) => true,
-        (ClaimKind::Fifo, Entry::Fifo(_)) => true,
         _ => false,
     }
 }

@@ -43,9 +43,8 @@ pub enum Label {
     Bucket(usize),
 }
 
-/// Packs `items` into at most `slots` groups (`slots >= 1`).
+/// Packs `items` into at most `slots` groups (none if `slots` is 0).
 pub fn pack(items: &[Item], slots: usize) -> Vec<Group> {
-    let slots = slots.max(1);
     if items.len() <= slots {
         return items
             .iter()
@@ -61,6 +60,9 @@ pub fn pack(items: &[Item], slots: usize) -> Vec<Group> {
         let r = recipes.entry(it.recipe.as_str()).or_default();
         r.0 += it.size;
         r.1.push(i);
+    }
+    if slots == 0 {
+        return Vec::new();
     }
     if recipes.len() <= slots {
         return recipes

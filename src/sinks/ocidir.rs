@@ -1,6 +1,6 @@
 //! An OCI image layout directory.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -32,8 +32,8 @@ pub fn write(image: &Image, path: &Path) -> Result<(), Error> {
         if dest.exists() {
             continue;
         }
-        let mut out = File::create_new(&dest).map_err(fail)?;
-        let n = io::copy(&mut layer.blob.reader().map_err(fail)?, &mut out).map_err(fail)?;
+        layer.blob.place(&dest).map_err(fail)?;
+        let n = fs::metadata(&dest).map_err(fail)?.len();
         if n != layer.size {
             return Err(fail(io::Error::other(format!(
                 "{}: blob is {n} bytes, expected {}",

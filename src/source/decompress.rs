@@ -51,10 +51,7 @@ pub fn detect(head: &[u8]) -> Format {
 /// Wraps `input` in the decoder for `format`. Every decoder reads all
 /// concatenated members/streams (pigz, pbzip2 and parallel xz/zstd write
 /// several).
-pub fn decoder<'a, R: BufRead + Send + 'a>(
-    format: Format,
-    input: R,
-) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decoder<'a, R: BufRead + 'a>(format: Format, input: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match format {
         Format::Tar => Box::new(input),
         Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),

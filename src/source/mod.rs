@@ -5,7 +5,7 @@
 //! content later. It knows nothing about layers.
 
 mod catalog;
-mod decompress;
+pub mod decompress;
 mod dir;
 pub mod path;
 mod tarball;
@@ -163,6 +163,7 @@ impl Rootfs {
         &self.inodes[id]
     }
 
+    #[cfg(test)]
     pub fn inodes(&self) -> &[Inode] {
         &self.inodes
     }

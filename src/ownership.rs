@@ -1,0 +1,132 @@
+//! Reads what the image's packages ship (feeds, else pkgdata) and hands it
+//! to the planner as [`Owner`]s. Packages are read in parallel: each one's
+//! data archive is decompressed and hashed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::packages::{self, Feeds, FileKind, ManifestLine, Package};
+use crate::plan::{Claim, ClaimKind, Owner};
+
+pub struct Sources<'a> {
+    pub manifest: &'a Path,
+    pub feeds: &'a [PathBuf],
+    pub pkgdata: Option<&'a Path>,
+}
+
+/// The owners of the manifest's packages, in manifest order. Packages found
+/// nowhere are reported to `warn` and left out (their files end up in the
+/// final layer).
+pub fn load(
+    src: &Sources<'_>,
+    jobs: usize,
+    warn: &(dyn Fn(String) + Sync),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Owner>, packages::Error> {
+    let lines = packages::read_manifest(src.manifest)?;
+    let feeds = Feeds::scan(src.feeds)?;
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    // One slot per manifest line; None until read (or skipped after an error).
+    type Slot = Option<Result<Option<Package>, packages::Error>>;
+    let results: Mutex<Vec<Slot>> = Mutex::new((0..lines.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, lines.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(line) = lines.get(i) else { break };
+                    let r = read_one(line, &feeds, src.pkgdata);
+                    let failed = r.is_err();
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                    progress(done.fetch_add(1, Ordering::Relaxed) as u64 + 1);
+                    if failed {
+                        // Stop early: the first error ends the build anyway.
+                        next.store(lines.len(), Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut owners = Vec::with_capacity(lines.len());
+    for (line, r) in lines.iter().zip(results) {
+        match r {
+            Some(Ok(Some(p))) => owners.push(owner(p)),
+            Some(Ok(None)) => warn(format!(
+                "{}:{}: package {} {} {} is in no feed or pkgdata; its files go to the final layer",
+                src.manifest.display(),
+                line.line,
+                line.name,
+                line.arch,
+                line.version
+            )),
+            Some(Err(e)) => return Err(e),
+            // Not read because another package failed first.
+            None => {}
+        }
+    }
+    Ok(owners)
+}
+
+fn read_one(
+    line: &ManifestLine,
+    feeds: &Feeds,
+    pkgdata: Option<&Path>,
+) -> Result<Option<Package>, packages::Error> {
+    if let Some(file) = feeds.find(line) {
+        return packages::read_package(&file).map(Some);
+    }
+    if let Some(runtime) = pkgdata.and_then(|d| packages::find_pkgdata(d, &line.name)) {
+        let p = packages::read_pkgdata_runtime(&runtime)?;
+        return Ok(p.matches(line).then_some(p));
+    }
+    Ok(None)
+}
+
+/// What the planner needs of a package. Directories are not claimed (they
+/// enter layers as parents); devices and fifos neither, as pkgdata can't
+/// list them and every kind of input must give the same layers.
+fn owner(p: Package) -> Owner {
+    let file_of = |target: &[u8]| {
+        p.files
+            .iter()
+            .find_map(|f| match (&f.kind, f.path == target) {
+                (FileKind::File { size, sha256 }, true) => Some((*size, *sha256)),
+                _ => None,
+            })
+    };
+    let claim = |size: u64, sha256: Option<[u8; 32]>| match sha256 {
+        Some(sha256) => ClaimKind::File { size, sha256 },
+        None => ClaimKind::Sized(size),
+    };
+    let claims = p
+        .files
+        .iter()
+        .filter_map(|f| {
+            let kind = match &f.kind {
+                FileKind::File { size, sha256 } => claim(*size, *sha256),
+                FileKind::Hardlink { target } => {
+                    let (size, sha256) = file_of(target)?;
+                    claim(size, sha256)
+                }
+                FileKind::Symlink { target } => ClaimKind::Symlink(target.clone()),
+                FileKind::Dir | FileKind::Device | FileKind::Fifo => return None,
+            };
+            Some(Claim {
+                path: f.path.clone(),
+                kind,
+            })
+        })
+        .collect();
+    Owner {
+        recipe: p.recipe.clone().unwrap_or_else(|| p.name.clone()),
+        name: p.name,
+        version: p.version,
+        depends: p.depends,
+        claims,
+    }
+}
