@@ -228,6 +228,13 @@ pub fn link_or_copy(file: &File, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Replaces the file at `path` with `data`, atomically.
+pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    io::Write::write_all(f.file(), data)?;
+    f.commit()
+}
+
 /// Writes `data` to a new file (used inside an [`AtomicDir`]).
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;

@@ -12,9 +12,12 @@ use crate::progress::Progress;
 use crate::{deploy, layers, ownership, plan, sinks, source};
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
-    if args.output.is_none() && args.oci_dir.is_none() {
-        return Err(UsageError("no output: give -o FILE and/or --oci-dir DIR".into()).into());
+    if args.output.is_none() && args.oci_dir.is_none() && args.push.is_none() {
+        return Err(
+            UsageError("no output: give -o FILE, --oci-dir DIR and/or --push REF".into()).into(),
+        );
     }
+    let push_target = args.push.as_deref().map(crate::push::target).transpose()?;
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     let spec = args.spec(sde.as_deref())?;
     let (compression, level) = args.compression()?;
@@ -42,9 +45,10 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     for out in outputs(args) {
         check_writable(out)?;
     }
-    let workdir = match &args.tmpdir {
-        Some(d) => d.clone(),
-        None => parent(outputs(args).next().unwrap_or(Path::new("."))),
+    let workdir = match (&args.tmpdir, outputs(args).next()) {
+        (Some(d), _) => d.clone(),
+        (None, Some(out)) => parent(out),
+        (None, None) => std::env::temp_dir(),
     };
     let cache = args
         .cache
@@ -108,6 +112,11 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     if let Some(dir) = &args.oci_dir {
         sinks::ocidir::write(&image, dir)?;
         progress.note(&format!("wrote {}", dir.display()));
+    }
+    if let Some(target) = &push_target {
+        let content = crate::registry::from_image(&image, target);
+        let report = crate::push::send(target, &content, &args.registry, progress)?;
+        crate::push::finish(target, &report, &args.registry, progress, false)?;
     }
     if args.json {
         println!("{}", summary(&image, &plans));

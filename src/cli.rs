@@ -27,6 +27,58 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Show an image's config, layers and history.
     Inspect(InspectArgs),
+    /// Push an image archive or OCI layout to a registry.
+    Push(PushArgs),
+}
+
+/// How to reach a registry (shared by push, build --push and index --push).
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Credentials USER:PASSWORD (else docker/podman config and helpers).
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "RUSTIMAGE_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<String>,
+    /// Allow plain HTTP and TLS without certificate verification.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra CA certificate (PEM) to trust besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Write the pushed manifest's digest to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    /// Repository of the same registry to mount blobs from (repeatable).
+    #[arg(long, value_name = "REPO")]
+    pub mount_from: Vec<String>,
+    /// Blobs uploaded at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
+    /// Blobs larger than this many bytes are uploaded in chunks of it.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub chunk_size: u64,
+    /// Seconds to wait for a registry's answer before retrying.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// An archive written by `build -o`, or an OCI layout directory.
+    pub source: PathBuf,
+    /// Where to: [HOST[:PORT]/]PATH/NAME[:TAG][@DIGEST] (Docker Hub for short names).
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// No progress output; only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary (digest, blob counts) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +145,11 @@ pub struct BuildArgs {
     /// Write an OCI image layout directory (replacing an earlier layout there).
     #[arg(long, value_name = "DIR")]
     pub oci_dir: Option<PathBuf>,
+    /// Push the image to a registry: [HOST[:PORT]/]PATH/NAME[:TAG].
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 
     /// Image name and tag, NAME[:TAG] (repeatable; TAG defaults to latest).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]

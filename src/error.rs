@@ -16,6 +16,7 @@ pub enum Error {
     Packages(crate::packages::Error),
     Plan(crate::plan::Error),
     Rules(crate::plan::RulesError),
+    Registry(crate::registry::Error),
 }
 
 impl Error {
@@ -39,6 +40,7 @@ impl fmt::Display for Error {
             Error::Packages(e) => e.fmt(f),
             Error::Plan(e) => e.fmt(f),
             Error::Rules(e) => e.fmt(f),
+            Error::Registry(e) => e.fmt(f),
         }
     }
 }
@@ -64,5 +66,6 @@ from!(
     Inspect(crate::layout::Error),
     Packages(crate::packages::Error),
     Plan(crate::plan::Error),
-    Rules(crate::plan::RulesError)
+    Rules(crate::plan::RulesError),
+    Registry(crate::registry::Error)
 );

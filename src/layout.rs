@@ -74,7 +74,7 @@ impl Layout {
         }
     }
 
-    fn error(&self, reason: String) -> Error {
+    pub fn error(&self, reason: String) -> Error {
         Error {
             path: self.path().to_path_buf(),
             reason,
@@ -111,15 +111,45 @@ impl Layout {
         }
     }
 
-    /// Reads a small JSON member.
-    pub fn json(&self, name: &str) -> Result<serde_json::Value, Error> {
+    /// Opens a member at `offset` bytes into it.
+    pub fn open_at(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>, Error> {
+        let (path, start, size) = match self {
+            Layout::Dir(d) => {
+                let p = d.join(name);
+                let size = std::fs::metadata(&p)
+                    .map_err(|e| self.error(format!("{name}: {e}")))?
+                    .len();
+                (p, 0, size)
+            }
+            Layout::Archive { path, members } => {
+                let &(start, size) = members
+                    .get(name)
+                    .ok_or_else(|| self.error(format!("{name}: not in the archive")))?;
+                (path.clone(), start, size)
+            }
+        };
+        let mut f = File::open(&path).map_err(|e| self.error(format!("{name}: {e}")))?;
+        f.seek(SeekFrom::Start(start + offset.min(size)))
+            .map_err(|e| self.error(e.to_string()))?;
+        Ok(Box::new(f.take(size - offset.min(size))))
+    }
+
+    /// A member's bytes exactly as stored (manifests must not be
+    /// re-serialised: their digest is of these bytes).
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>, Error> {
         let (mut r, size) = self.open_member(name)?;
         if size > MAX_JSON {
-            return Err(self.error(format!("{name}: {size} bytes is too big for JSON")));
+            return Err(self.error(format!("{name}: {size} bytes is too big for a manifest")));
         }
         let mut buf = Vec::with_capacity(size as usize);
         r.read_to_end(&mut buf)
             .map_err(|e| self.error(format!("{name}: {e}")))?;
+        Ok(buf)
+    }
+
+    /// Reads a small JSON member.
+    pub fn json(&self, name: &str) -> Result<serde_json::Value, Error> {
+        let buf = self.bytes(name)?;
         serde_json::from_slice(&buf).map_err(|e| self.error(format!("{name}: invalid JSON: {e}")))
     }
 

@@ -20,6 +20,8 @@ mod ownership;
 mod packages;
 mod plan;
 mod progress;
+mod push;
+mod registry;
 mod sinks;
 mod source;
 
@@ -33,6 +35,7 @@ fn main() {
     let result = match &cli.command {
         cli::Command::Build(args) => build::run(args),
         cli::Command::Inspect(args) => inspect::run(args),
+        cli::Command::Push(args) => push::run(args),
     };
     if let Err(e) = result {
         eprintln!("rustimage: error: {e}");

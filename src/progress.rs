@@ -53,10 +53,64 @@ impl Progress {
         bar
     }
 
+    /// One bar per blob being pushed.
+    pub fn blobs(&self) -> Blobs {
+        Blobs {
+            multi: self
+                .enabled
+                .then(|| indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
     /// Prints a line when progress is on (a finished step on a terminal).
     pub fn note(&self, line: &str) {
         if self.enabled {
             eprintln!("{line}");
+        }
+    }
+}
+
+/// Bars for blobs in flight, keyed by digest.
+pub struct Blobs {
+    multi: Option<indicatif::MultiProgress>,
+    bars: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+}
+
+impl Blobs {
+    /// `sent` bytes of `size` for `digest`; `None` when the blob is done.
+    pub fn update(&self, digest: &str, sent: Option<u64>, size: u64) {
+        let Some(multi) = &self.multi else { return };
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        match sent {
+            Some(n) => {
+                let bar = bars.entry(digest.to_string()).or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new(size));
+                    let style = ProgressStyle::with_template(
+                        "{msg:>19} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+                    bar.set_style(style);
+                    bar.set_message(digest.chars().take(19).collect::<String>());
+                    bar
+                });
+                bar.set_position(n);
+            }
+            None => {
+                if let Some(bar) = bars.remove(digest) {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                }
+            }
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
         }
     }
 }

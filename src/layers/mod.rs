@@ -112,9 +112,21 @@ impl Blob {
 
     /// A reader from the start of the blob.
     pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.reader_at(0)
+    }
+
+    /// A reader from `offset` bytes into the blob.
+    pub fn reader_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
         match self {
-            Blob::Temp(f) => Ok(Box::new(AtReader { file: f, pos: 0 })),
-            Blob::Path(p) => Ok(Box::new(File::open(p)?)),
+            Blob::Temp(f) => Ok(Box::new(AtReader {
+                file: f,
+                pos: offset,
+            })),
+            Blob::Path(p) => {
+                let mut f = File::open(p)?;
+                io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
+                Ok(Box::new(f))
+            }
         }
     }
 }

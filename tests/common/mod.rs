@@ -11,6 +11,7 @@
 // crate's no-unwrap lints do not apply here.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod registry;
 use std::borrow::BorrowMut;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CString, OsStr};

@@ -1,0 +1,84 @@
+//! `rustimage push`, and the push step of `build --push`.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::{PushArgs, RegistryArgs, UsageError};
+use crate::error::Error;
+use crate::layout::Layout;
+use crate::progress::Progress;
+use crate::registry::{self, Content, Report, Target, client};
+
+pub fn run(args: &PushArgs) -> Result<(), Error> {
+    let target = target(&args.reference)?;
+    let layout = Layout::open(&args.source)?;
+    let content = registry::from_layout(&layout, &target)?;
+    let progress = Progress::new(args.quiet || args.json);
+    let report = send(&target, &content, &args.registry, progress)?;
+    finish(&target, &report, &args.registry, progress, args.json)
+}
+
+pub fn target(reference: &str) -> Result<Target, Error> {
+    Target::parse(reference).map_err(|e| UsageError(e).into())
+}
+
+/// Pushes `content`, with a bar per blob on a terminal.
+pub fn send(
+    target: &Target,
+    content: &Content<'_>,
+    args: &RegistryArgs,
+    progress: Progress,
+) -> Result<Report, Error> {
+    let opts = registry::Options {
+        client: client::Options {
+            insecure: args.insecure,
+            ca_cert: args.ca_cert.clone(),
+            creds: args.creds.clone(),
+            timeout: Duration::from_secs(args.timeout.max(1)),
+            backoff: Duration::from_millis(250),
+        },
+        jobs: args.parallel.max(1),
+        chunk: args.chunk_size.max(1),
+        mount_from: args.mount_from.clone(),
+    };
+    let bars = progress.blobs();
+    let report = registry::push(target, content, &opts, &|digest, sent, size| {
+        bars.update(digest, sent, size)
+    })?;
+    bars.clear();
+    Ok(report)
+}
+
+/// Writes the digest file and tells what happened.
+pub fn finish(
+    target: &Target,
+    report: &Report,
+    args: &RegistryArgs,
+    progress: Progress,
+    as_json: bool,
+) -> Result<(), Error> {
+    if let Some(path) = &args.digestfile {
+        crate::atomic::write_file(path, report.digest.as_bytes())
+            .map_err(|e| crate::sinks::Error::new(path, e))?;
+    }
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "reference": target.to_string(),
+                "digest": report.digest,
+                "uploaded": report.uploaded,
+                "present": report.present,
+                "mounted": report.mounted,
+                "docker_media_types": report.docker_types,
+            })
+        );
+    } else {
+        progress.note(&format!(
+            "pushed {target}@{} ({} uploaded, {} already there, {} mounted)",
+            report.digest, report.uploaded, report.present, report.mounted
+        ));
+    }
+    Ok(())
+}

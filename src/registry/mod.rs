@@ -1,0 +1,243 @@
+//! Registry sink: pushes an image (or an index of images) to an OCI
+//! registry by the distribution spec. Blobs first, several at a time and
+//! streamed from disk, each skipped when present or mounted when another
+//! repository has it; manifests last, so a tag never points at missing
+//! blobs. Docker v2 schema 2 types are used only when a registry refuses
+//! OCI ones.
+
+mod auth;
+pub mod client;
+mod content;
+mod convert;
+pub mod reference;
+mod upload;
+
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use content::{from_image, from_layout};
+pub use reference::Target;
+use upload::{Outcome, Uploader};
+
+/// One line: what failed and what to do about it.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ureq::http::Error> for Error {
+    fn from(e: ureq::http::Error) -> Self {
+        Error(format!("building a request: {e}"))
+    }
+}
+
+/// A manifest or index document, exactly as its digest was computed.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a push sends.
+pub struct Content<'a> {
+    /// Every blob (layers and configs), each once.
+    pub blobs: Vec<upload::Blob<'a>>,
+    /// The image manifests of an index, pushed by digest before it.
+    pub children: Vec<Doc>,
+    /// The document the tag points at.
+    pub top: Doc,
+    /// Repositories of the same registry named in the source, to mount from.
+    pub mount_hints: Vec<String>,
+}
+
+pub struct Options {
+    pub client: client::Options,
+    /// Blobs in flight at once.
+    pub jobs: usize,
+    /// Blobs above this size go up in chunks of it.
+    pub chunk: u64,
+    /// Repositories to try mounting blobs from.
+    pub mount_from: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub digest: String,
+    pub uploaded: usize,
+    pub present: usize,
+    pub mounted: usize,
+    /// True when the registry took only Docker v2 schema 2 types.
+    pub docker_types: bool,
+}
+
+/// Called per blob with (digest, bytes sent, size); `None` bytes when done.
+pub type BlobProgress<'p> = &'p (dyn Fn(&str, Option<u64>, u64) + Sync);
+
+pub fn push(
+    target: &Target,
+    content: &Content<'_>,
+    opts: &Options,
+    progress: BlobProgress<'_>,
+) -> Result<Report, Error> {
+    let client = client::Client::connect(target, &opts.client)?;
+    let up = Uploader {
+        client: &client,
+        repo: target.repository.clone(),
+        chunk: opts.chunk.max(1),
+        backoff: opts.client.backoff,
+    };
+    let mut mount_from = opts.mount_from.clone();
+    mount_from.extend(content.mount_hints.iter().cloned());
+    mount_from.retain(|r| *r != target.repository);
+    mount_from.dedup();
+
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, content.blobs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(blob) = content.blobs.get(i) else {
+                        break;
+                    };
+                    let report = |n: u64| progress(&blob.digest, Some(n), blob.size);
+                    match up.push(blob, &mount_from, &report) {
+                        Ok(o) => {
+                            progress(&blob.digest, None, blob.size);
+                            if let Ok(mut v) = outcomes.lock() {
+                                v.push(o);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            // Stop handing out blobs; the push has failed.
+                            next.store(content.blobs.len(), Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+    let count = |o: Outcome| outcomes.iter().filter(|&&x| x == o).count();
+    let mut report = Report {
+        uploaded: count(Outcome::Uploaded),
+        present: count(Outcome::Present),
+        mounted: count(Outcome::Mounted),
+        ..Report::default()
+    };
+
+    let reference = target.reference().unwrap_or("latest").to_string();
+    match put_all(&up, content, &reference, false) {
+        Ok(digest) => report.digest = digest,
+        Err(Put::Refused(first)) => {
+            // An older registry: the same content with Docker's types.
+            report.digest = match put_all(&up, content, &reference, true) {
+                Ok(d) => d,
+                Err(Put::Refused(e) | Put::Failed(e)) => {
+                    return Err(Error(format!(
+                        "{} refused the manifest both as OCI ({}) and as Docker v2 ({})",
+                        target.registry, first.0, e.0
+                    )));
+                }
+            };
+            report.docker_types = true;
+        }
+        Err(Put::Failed(e)) => return Err(e),
+    }
+    if let Some(d) = &target.digest
+        && *d != report.digest
+    {
+        return Err(Error(format!(
+            "pushed manifest {} but the reference asked for {d}",
+            report.digest
+        )));
+    }
+    Ok(report)
+}
+
+enum Put {
+    /// The registry doesn't take these media types.
+    Refused(Error),
+    Failed(Error),
+}
+
+/// Puts the children by digest, then the top document by `reference`;
+/// returns the top digest.
+fn put_all(
+    up: &Uploader<'_>,
+    content: &Content<'_>,
+    reference: &str,
+    docker: bool,
+) -> Result<String, Put> {
+    let mut children = Vec::with_capacity(content.children.len());
+    for child in &content.children {
+        let doc = if docker {
+            convert::to_docker(child, &[]).map_err(Put::Failed)?
+        } else {
+            child.clone()
+        };
+        put_one(up, &doc, &doc.digest)?;
+        children.push((child.digest.clone(), doc));
+    }
+    let top = if docker {
+        convert::to_docker(&content.top, &children).map_err(Put::Failed)?
+    } else {
+        content.top.clone()
+    };
+    // A digest reference names the OCI document; after conversion the
+    // converted document's own digest is the only valid one.
+    let reference = if reference.starts_with("sha256:") {
+        top.digest.as_str()
+    } else {
+        reference
+    };
+    put_one(up, &top, reference)?;
+    Ok(top.digest)
+}
+
+fn put_one(up: &Uploader<'_>, doc: &Doc, reference: &str) -> Result<(), Put> {
+    let r = up
+        .manifest(reference, &doc.media_type, &doc.bytes)
+        .map_err(Put::Failed)?;
+    match r.status {
+        200..=299 => {
+            if let Some(d) = r.header("docker-content-digest")
+                && d != doc.digest
+            {
+                return Err(Put::Failed(Error(format!(
+                    "the registry stored the manifest as {d}, not {}",
+                    doc.digest
+                ))));
+            }
+            Ok(())
+        }
+        415 => Err(Put::Refused(up.explain(&r, "unsupported media type"))),
+        400 if r
+            .error_codes()
+            .iter()
+            .any(|c| c == "MANIFEST_INVALID" || c == "UNSUPPORTED") =>
+        {
+            Err(Put::Refused(up.explain(&r, "manifest refused")))
+        }
+        s => Err(Put::Failed(up.explain(
+            &r,
+            &format!("putting manifest {} gave {s}", doc.digest),
+        ))),
+    }
+}
