@@ -105,12 +105,13 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     bar.finish_and_clear();
 
     let image = image::assemble(&spec, &plans, built)?;
+    let files = sinks::Files::of_image(&image)?;
     if let Some(out) = &args.output {
-        sinks::archive::write(&image, out)?;
+        sinks::archive::write(&files, out)?;
         progress.note(&format!("wrote {}", out.display()));
     }
     if let Some(dir) = &args.oci_dir {
-        sinks::ocidir::write(&image, dir)?;
+        sinks::ocidir::write(&files, dir)?;
         progress.note(&format!("wrote {}", dir.display()));
     }
     if let Some(target) = &push_target {

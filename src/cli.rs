@@ -29,6 +29,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Push an image archive or OCI layout to a registry.
     Push(PushArgs),
+    /// Combine images for several machines into one multi-platform index.
+    Index(crate::index::IndexArgs),
 }
 
 /// How to reach a registry (shared by push, build --push and index --push).

@@ -196,27 +196,16 @@ pub fn images(layout: &Layout) -> Result<Vec<Found>, Error> {
                 continue;
             }
             let manifest = layout.json(&layout.blob_name(&digest)?)?;
-            let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default();
-            let config = layout.json(&layout.blob_name(config_digest)?)?;
-            let layers = manifest["layers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|l| {
-                    (
-                        l["digest"].as_str().unwrap_or_default().to_string(),
-                        l["size"].as_u64(),
-                        l["mediaType"].as_str().map(str::to_string),
-                    )
-                })
-                .collect();
-            by_digest.push(Found {
-                names: name.into_iter().collect(),
-                manifest_digest: Some(digest),
-                manifest: Some(manifest),
-                config,
-                layers,
-            });
+            if let Some(children) = manifest["manifests"].as_array() {
+                // An index: one entry per platform image in it.
+                for child in children {
+                    let d = child["digest"].as_str().unwrap_or_default().to_string();
+                    let m = layout.json(&layout.blob_name(&d)?)?;
+                    by_digest.push(found(layout, name.clone().into_iter().collect(), d, m)?);
+                }
+                continue;
+            }
+            by_digest.push(found(layout, name.into_iter().collect(), digest, manifest)?);
         }
         return Ok(by_digest);
     }
@@ -247,6 +236,35 @@ pub fn images(layout: &Layout) -> Result<Vec<Found>, Error> {
         return Ok(out);
     }
     Err(layout.error("neither index.json nor manifest.json: not an image".into()))
+}
+
+fn found(
+    layout: &Layout,
+    names: Vec<String>,
+    digest: String,
+    manifest: serde_json::Value,
+) -> Result<Found, Error> {
+    let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default();
+    let config = layout.json(&layout.blob_name(config_digest)?)?;
+    let layers = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["digest"].as_str().unwrap_or_default().to_string(),
+                l["size"].as_u64(),
+                l["mediaType"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    Ok(Found {
+        names,
+        manifest_digest: Some(digest),
+        manifest: Some(manifest),
+        config,
+        layers,
+    })
 }
 
 fn layout_size(layout: &Layout, name: &str) -> Option<u64> {

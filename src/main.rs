@@ -13,6 +13,7 @@ mod cli;
 mod deploy;
 mod error;
 mod image;
+mod index;
 mod inspect;
 mod layers;
 mod layout;
@@ -36,6 +37,7 @@ fn main() {
         cli::Command::Build(args) => build::run(args),
         cli::Command::Inspect(args) => inspect::run(args),
         cli::Command::Push(args) => push::run(args),
+        cli::Command::Index(args) => index::run(args),
     };
     if let Err(e) = result {
         eprintln!("rustimage: error: {e}");

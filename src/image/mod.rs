@@ -244,18 +244,26 @@ pub fn descriptor(
 /// The `index.json` of an image layout holding `image`: one entry per tag
 /// (or one unnamed entry), named as podman and containerd expect.
 pub fn layout_index(image: &Image) -> Result<Vec<u8>, Error> {
-    let size = image.manifest.len() as u64;
-    let manifests = if image.tags.is_empty() {
-        vec![descriptor(
-            MediaType::ImageManifest,
-            &image.manifest_digest,
-            size,
-            None,
-        )?]
+    layout_index_of(
+        MediaType::ImageManifest,
+        &image.manifest_digest,
+        image.manifest.len() as u64,
+        &image.tags,
+    )
+}
+
+/// The `index.json` of a layout whose one document (a manifest or an
+/// index) is `digest`, once per tag.
+pub fn layout_index_of(
+    media_type: MediaType,
+    digest: &str,
+    size: u64,
+    tags: &[Tag],
+) -> Result<Vec<u8>, Error> {
+    let manifests = if tags.is_empty() {
+        vec![descriptor(media_type, digest, size, None)?]
     } else {
-        image
-            .tags
-            .iter()
+        tags.iter()
             .map(|t| {
                 // The name as the user wrote it in both: podman prefers the
                 // containerd annotation and qualifies a short name with
@@ -264,12 +272,7 @@ pub fn layout_index(image: &Image) -> Result<Vec<u8>, Error> {
                     (CONTAINERD_NAME.to_string(), t.to_string()),
                     (REF_NAME.to_string(), t.to_string()),
                 ]);
-                descriptor(
-                    MediaType::ImageManifest,
-                    &image.manifest_digest,
-                    size,
-                    Some(names),
-                )
+                descriptor(media_type.clone(), digest, size, Some(names))
             })
             .collect::<Result<Vec<_>, _>>()?
     };
@@ -280,6 +283,41 @@ pub fn layout_index(image: &Image) -> Result<Vec<u8>, Error> {
         .build()
         .map_err(err)?;
     canonical(&index)
+}
+
+/// An image index over platform-specific manifests: (digest, size,
+/// os, architecture, variant) each.
+pub fn platform_index(
+    entries: &[(String, u64, String, String, Option<String>)],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, Error> {
+    let manifests = entries
+        .iter()
+        .map(|(digest, size, os, arch, variant)| {
+            let mut p = oci_spec::image::PlatformBuilder::default()
+                .os(os.as_str())
+                .architecture(arch.as_str());
+            if let Some(v) = variant {
+                p = p.variant(v.clone());
+            }
+            let mut d = descriptor(MediaType::ImageManifest, digest, *size, None)?;
+            d.set_platform(Some(p.build().map_err(err)?));
+            Ok(d)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests);
+    if !annotations.is_empty() {
+        index = index.annotations(
+            annotations
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    canonical(&index.build().map_err(err)?)
 }
 
 /// The `oci-layout` file.

@@ -10,7 +10,7 @@ pub mod client;
 mod content;
 mod convert;
 pub mod reference;
-mod upload;
+pub mod upload;
 
 use std::fmt;
 use std::sync::Mutex;

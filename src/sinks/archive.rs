@@ -9,16 +9,16 @@ use std::path::Path;
 
 use tar::{EntryType, Header};
 
-use super::Error;
+use super::{Blob, Error, Files};
 use crate::atomic::AtomicFile;
-use crate::image::{self, Image};
+use crate::image;
 
 /// Writes the archive to `path`, or to stdout when `path` is `-`.
-pub fn write(image: &Image, path: &Path) -> Result<(), Error> {
+pub fn write(files: &Files<'_>, path: &Path) -> Result<(), Error> {
     let fail = |e: io::Error| Error::new(path, e);
     if path == Path::new("-") {
         let out = io::stdout().lock();
-        let out = write_to(image, BufWriter::with_capacity(1 << 20, out)).map_err(fail)?;
+        let out = write_to(files, BufWriter::with_capacity(1 << 20, out)).map_err(fail)?;
         out.into_inner()
             .map_err(|e| fail(e.into_error()))?
             .flush()
@@ -28,7 +28,7 @@ pub fn write(image: &Image, path: &Path) -> Result<(), Error> {
     let mut file = AtomicFile::create(path).map_err(fail)?;
     {
         let out = BufWriter::with_capacity(1 << 20, file.file());
-        write_to(image, out)
+        write_to(files, out)
             .map_err(fail)?
             .into_inner()
             .map_err(|e| fail(e.into_error()))?;
@@ -36,49 +36,29 @@ pub fn write(image: &Image, path: &Path) -> Result<(), Error> {
     file.commit().map_err(fail)
 }
 
-fn write_to<W: Write>(image: &Image, out: W) -> io::Result<W> {
-    let json = |e: image::Error| io::Error::other(e.to_string());
-    let mtime = u64::try_from(image.created).unwrap_or(0);
+fn write_to<W: Write>(files: &Files<'_>, out: W) -> io::Result<W> {
+    let mtime = files.mtime;
     let mut tar = tar::Builder::new(out);
-
     // Blobs by path, each once (two layers may be equal).
-    let mut blobs: BTreeMap<String, Blob<'_>> = BTreeMap::new();
-    blobs.insert(
-        image::blob_path(&image.config_digest),
-        Blob::Bytes(&image.config),
-    );
-    blobs.insert(
-        image::blob_path(&image.manifest_digest),
-        Blob::Bytes(&image.manifest),
-    );
-    for l in &image.layers {
-        blobs.insert(image::blob_path(&l.digest), Blob::Layer(l));
+    let mut blobs: BTreeMap<String, &Blob<'_>> = BTreeMap::new();
+    for b in &files.blobs {
+        blobs.insert(image::blob_path(&b.digest), b);
     }
-
     dir(&mut tar, "blobs/", mtime)?;
     dir(&mut tar, "blobs/sha256/", mtime)?;
     for (name, blob) in &blobs {
-        match blob {
-            Blob::Bytes(b) => file(&mut tar, name, mtime, b.len() as u64, *b)?,
-            Blob::Layer(l) => file(&mut tar, name, mtime, l.size, l.blob.reader()?)?,
-        }
+        file(&mut tar, name, mtime, blob.size, blob.reader()?)?;
     }
-    let index = image::layout_index(image).map_err(json)?;
     file(
         &mut tar,
         "index.json",
         mtime,
-        index.len() as u64,
-        &index[..],
+        files.index.len() as u64,
+        &files.index[..],
     )?;
-    let manifest = image::docker_manifest(image).map_err(json)?;
-    file(
-        &mut tar,
-        "manifest.json",
-        mtime,
-        manifest.len() as u64,
-        &manifest[..],
-    )?;
+    if let Some(m) = &files.docker_manifest {
+        file(&mut tar, "manifest.json", mtime, m.len() as u64, &m[..])?;
+    }
     let layout = image::oci_layout();
     file(
         &mut tar,
@@ -88,11 +68,6 @@ fn write_to<W: Write>(image: &Image, out: W) -> io::Result<W> {
         &layout[..],
     )?;
     tar.into_inner()
-}
-
-enum Blob<'a> {
-    Bytes(&'a [u8]),
-    Layer(&'a crate::layers::Layer),
 }
 
 fn header(name: &str, kind: EntryType, mode: u32, mtime: u64, size: u64) -> io::Result<Header> {
