@@ -67,19 +67,13 @@ pub fn lookup(target: &Target, flag: Option<&str>) -> Result<(Option<Credential>
     }
     let key = target.credential_key();
     let explicit_auth_file = std::env::var_os("REGISTRY_AUTH_FILE").is_some();
-    let order: [(
-        Source,
-        fn(&str) -> Result<DockerCredential, CredentialRetrievalError>,
-    ); 2] = if explicit_auth_file {
-        [
-            (Source::AuthFile, docker_credential::get_podman_credential),
-            (Source::DockerConfig, docker_credential::get_credential),
-        ]
+    type Lookup = fn(&str) -> Result<DockerCredential, CredentialRetrievalError>;
+    let docker: (Source, Lookup) = (Source::DockerConfig, docker_credential::get_credential);
+    let podman: (Source, Lookup) = (Source::AuthFile, docker_credential::get_podman_credential);
+    let order = if explicit_auth_file {
+        [podman, docker]
     } else {
-        [
-            (Source::DockerConfig, docker_credential::get_credential),
-            (Source::AuthFile, docker_credential::get_podman_credential),
-        ]
+        [docker, podman]
     };
     for (source, get) in order {
         match get(&key) {
