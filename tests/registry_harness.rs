@@ -485,12 +485,29 @@ fn token_registry_over_tls() {
     ts.set_granted_actions(None);
 
     if have_docker() {
+        // docker login asks for an offline token (a refresh token, kept in
+        // the client's config.json as `identitytoken`), docker pull trades
+        // it for an access token with an OAuth2 POST.
         let d = docker();
-        let n = ts.tokens_issued();
+        let k = ts.requests().len();
         reg.docker_login(d);
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(d.dir().join("client/config.json")).unwrap())
+                .unwrap();
+        let entry = &cfg["auths"][reg.host()];
+        assert!(entry["identitytoken"].as_str().is_some(), "{cfg}");
         docker_pull_check(&reg, "tok/app:t", &img.manifest_digest);
         reg.docker_logout(d);
-        assert!(ts.tokens_issued() > n, "docker got no token");
+        let seen = &ts.requests()[k..];
+        eprintln!("docker's token requests: {seen:?}");
+        assert!(
+            seen.iter()
+                .any(|r| r.method == "GET" && r.offline && r.outcome == TokenOutcome::Issued)
+        );
+        assert!(seen.iter().any(|r| r.method == "POST"
+            && r.grant_type.as_deref() == Some("refresh_token")
+            && r.scopes == ["repository:tok/app:pull"]
+            && r.outcome == TokenOutcome::Issued));
     }
 }
 
@@ -775,14 +792,29 @@ fn fault_proxy_rules_fire() {
     assert_eq!(proxy.count("PATCH", "/v2/px/blobs/uploads/"), 1);
 
     // Delay: a slow commit. The client gives up, the registry completes it.
+    // (distribution 2.8 ignores `POST .../uploads/?digest=`, the
+    // single-request upload: it answers 202 and opens a session, so a
+    // monolithic upload is POST then `PUT ?digest=` with the body.)
     let blob2 = b"slow commit\n".to_vec();
     let digest2 = format!("sha256:{}", sha256_hex(&blob2));
-    let slow = proxy.add(Rule::new("POST", "digest=", Fault::delay_ms(1500)));
+    let start_upload = |conn: &mut HttpConn| {
+        let r = conn
+            .send("POST", "/v2/px/blobs/uploads/", &ua, b"")
+            .unwrap();
+        assert_eq!(r.status, 202);
+        let loc = r.header("location").unwrap();
+        format!(
+            "{}&digest={}",
+            loc.strip_prefix(&format!("http://{p}")).unwrap(),
+            percent_encode(&digest2)
+        )
+    };
+    let slow = proxy.add(Rule::new("PUT", "digest=", Fault::delay_ms(1500)));
     let mut conn = HttpConn::connect(&p).unwrap();
+    let target = start_upload(&mut conn);
     conn.set_timeout(Duration::from_millis(500));
     let began = Instant::now();
-    let target = format!("/v2/px/blobs/uploads/?digest={}", percent_encode(&digest2));
-    let err = conn.send("POST", &target, &[], &blob2).unwrap_err();
+    let err = conn.send("PUT", &target, &ua, &blob2).unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
         "{err:?}"
@@ -790,10 +822,13 @@ fn fault_proxy_rules_fire() {
     assert!(began.elapsed() < Duration::from_millis(1400));
     assert_eq!(proxy.fired(slow), 1);
     assert!(reg.blob_exists("px", &digest2), "commit not completed");
-    // Without timeout the delayed answer arrives.
-    proxy.add(Rule::new("POST", "digest=", Fault::delay_ms(300)));
+    assert_eq!(reg.counts().uploads_of(&digest2), 1);
+    // Without a client timeout the delayed answer arrives.
+    proxy.add(Rule::new("PUT", "digest=", Fault::delay_ms(300)));
+    let mut conn = HttpConn::connect(&p).unwrap();
+    let target = start_upload(&mut conn);
     let began = Instant::now();
-    let r = http_request(&p, "POST", &target, &[], &blob2).unwrap();
+    let r = conn.send("PUT", &target, &ua, &blob2).unwrap();
     assert_eq!(r.status, 201);
     assert!(began.elapsed() >= Duration::from_millis(300));
 
@@ -812,8 +847,11 @@ fn fault_proxy_rules_fire() {
     );
 }
 
+/// skopeo 1.9 (`--retry-times`) retries a whole copy after a dropped
+/// connection, and containers/image waits out a 429 by itself; a 503 is
+/// fatal to it.
 #[test]
-fn skopeo_push_survives_injected_faults() {
+fn skopeo_push_through_fault_proxy() {
     if !have_tools() {
         return;
     }
@@ -821,17 +859,49 @@ fn skopeo_push_survives_injected_faults() {
     let img = two_layer_image(tmp.path(), "t", "faults\n");
     let reg = Registry::plain();
     let proxy = FaultProxy::start(&reg.host());
-    let r503 = proxy.add(Rule::new("PUT", "/blobs/uploads/", Fault::status(503)));
+    let r429 = proxy.add(Rule::new(
+        "POST",
+        "/blobs/uploads/",
+        Fault::retry_after(429, 1),
+    ));
     let drop = proxy.add(Rule::new("PATCH", "/blobs/uploads/", Fault::Drop).skip(1));
-    let out = run_ok(
-        skopeo()
-            .args(["copy", "--quiet", "--retry-times", "3"])
+    let mark = reg.mark();
+    let push_via_proxy = |repo_tag: &str| {
+        let mut cmd = skopeo();
+        cmd.args(["copy", "--quiet", "--retry-times", "3"])
             .args(["--dest-tls-verify=false", "--dest-no-creds"])
             .arg(format!("oci:{}:t", tmp.path().display()))
-            .arg(format!("docker://{}/faulty/app:t", proxy.host())),
-    );
+            .arg(format!("docker://{}/{repo_tag}", proxy.host()));
+        cmd
+    };
+    let out = run_ok(push_via_proxy("faulty/app:t"));
     eprintln!("skopeo: {}", all_output(&out));
-    assert_eq!((proxy.fired(r503), proxy.fired(drop)), (1, 1));
+    assert_eq!((proxy.fired(r429), proxy.fired(drop)), (1, 1));
     assert_complete(&reg, "faulty/app", "t", &img);
-    eprintln!("registry counts: {:?}", reg.counts());
+    // The dropped PATCH never reached the registry; every blob was
+    // committed exactly once.
+    let c = reg.counts_since(mark);
+    eprintln!("registry counts: {c:?}");
+    assert_eq!(c.blob_uploads, 3, "{c:?}");
+    assert_eq!(c.manifest_puts, 1);
+    // Retry-After was honoured: the next POST came a second later.
+    let records = proxy.records();
+    let i = records
+        .iter()
+        .position(|r| r.action == ProxyAction::Injected(429))
+        .unwrap();
+    let next = records[i + 1..]
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.received)
+        .min()
+        .unwrap();
+    let waited = next - records[i].received;
+    eprintln!("POST retried {waited:?} after the 429");
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    proxy.add(Rule::new("PUT", "/manifests/", Fault::status(503)));
+    let text = all_output(&run_fail(push_via_proxy("faulty/app:t503")));
+    assert!(text.contains("503"), "{text}");
+    assert!(reg.manifest("faulty/app", "t503").is_none());
 }

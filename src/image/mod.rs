@@ -33,6 +33,15 @@ impl Tag {
         let reference: oci_spec::distribution::Reference = s
             .parse()
             .map_err(|e| format!("invalid image name '{s}': {e}"))?;
+        if reference
+            .repository()
+            .chars()
+            .any(|c| c.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "invalid image name '{s}': repository names must be lowercase"
+            ));
+        }
         if reference.digest().is_some() {
             return Err(format!(
                 "invalid image name '{s}': a tag can't carry a digest"
@@ -361,6 +370,7 @@ mod tests {
         let t = Tag::parse("localhost:5000/a/b").unwrap();
         assert_eq!(t.to_string(), "localhost:5000/a/b:latest");
         assert!(Tag::parse("Foo").is_err());
+        assert!(Tag::parse("Team/foo").is_err());
         assert!(Tag::parse("foo@sha256:abc").is_err());
     }
 

@@ -20,6 +20,13 @@ impl Target {
         let r: oci_spec::distribution::Reference = s
             .parse()
             .map_err(|e| format!("invalid image reference '{s}': {e}"))?;
+        // The pattern lets an upper-case first part through as a host name
+        // even when it turns out not to be one.
+        if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(format!(
+                "invalid image reference '{s}': repository names must be lowercase"
+            ));
+        }
         let registry = r.registry().to_string();
         let endpoint = match registry.as_str() {
             "docker.io" | "index.docker.io" => "registry-1.docker.io".to_string(),

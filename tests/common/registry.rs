@@ -569,6 +569,25 @@ fn read_head(r: &mut impl BufRead) -> io::Result<Option<HttpHead>> {
     }
 }
 
+/// False (after answering 400 and closing) when the client's first byte
+/// cannot start an HTTP request: a TLS ClientHello (0x16) from a client
+/// trying HTTPS first, as skopeo does with `--dest-tls-verify=false`. Go
+/// servers answer those at once too; waiting for a request line instead
+/// would stall the client until its TLS handshake timeout (10 s).
+fn looks_like_http(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> bool {
+    match r.fill_buf() {
+        Ok(b) if b.first().is_some_and(u8::is_ascii_uppercase) => true,
+        Ok([]) => false,
+        _ => {
+            let _ = w.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            );
+            let _ = w.shutdown(Shutdown::Both);
+            false
+        }
+    }
+}
+
 /// How a message body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {
@@ -1178,6 +1197,9 @@ fn token_conn(stream: TcpStream, state: &TokenState) {
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
+    if !looks_like_http(&mut reader, &mut writer) {
+        return;
+    }
     while let Ok(Some(head)) = read_head(&mut reader) {
         let Ok(body) = read_body(&mut reader, request_framing(&head)) else {
             return;
@@ -2327,6 +2349,8 @@ pub struct ProxyRecord {
     pub rule: Option<usize>,
     /// Status the client was sent (None if dropped or failed).
     pub status: Option<u16>,
+    /// When the request head arrived (to check backoff and Retry-After).
+    pub received: Instant,
 }
 
 struct RuleState {
@@ -2477,10 +2501,38 @@ fn proxy_conn(client: TcpStream, upstream_addr: &str, state: &Mutex<ProxyState>)
     let Ok(read_half) = client.try_clone() else {
         return;
     };
-    let mut creader = BufReader::with_capacity(64 * 1024, read_half);
-    let mut cw = client;
-    let mut upstream: Option<Upstream> = None;
-    while let Ok(Some(head)) = read_head(&mut creader) {
+    let mut conn = ProxyConn {
+        creader: BufReader::with_capacity(64 * 1024, read_half),
+        cw: client,
+        upstream: None,
+        upstream_addr,
+        state,
+    };
+    if !looks_like_http(&mut conn.creader, &mut conn.cw) {
+        return;
+    }
+    while let Ok(Some(head)) = read_head(&mut conn.creader) {
+        if !conn.handle(&head) {
+            let _ = conn.cw.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// One client connection of the proxy and its upstream connection.
+struct ProxyConn<'a> {
+    creader: BufReader<TcpStream>,
+    cw: TcpStream,
+    upstream: Option<Upstream>,
+    upstream_addr: &'a str,
+    state: &'a Mutex<ProxyState>,
+}
+
+impl ProxyConn<'_> {
+    /// Handles one request; false when the client connection must close.
+    /// Each request is recorded before its answer is sent (so a client
+    /// that has its answer finds it in [`FaultProxy::records`]).
+    fn handle(&mut self, head: &HttpHead) -> bool {
         let mut parts = head.start.split(' ');
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
@@ -2488,110 +2540,104 @@ fn proxy_conn(client: TcpStream, upstream_addr: &str, state: &Mutex<ProxyState>)
         let client_close = head.has_token("connection", "close")
             || (http10 && !head.has_token("connection", "keep-alive"));
         let expect = head.has_token("expect", "100-continue");
-        let framing = request_framing(&head);
-        let decision = lock(state).decide(&method, &target);
-        let record = |action: ProxyAction, status: Option<u16>| {
-            lock(state).records.push(ProxyRecord {
+        let framing = request_framing(head);
+        let received = Instant::now();
+        let decision = lock(self.state).decide(&method, &target);
+        let state = self.state;
+        let record = |action: ProxyAction, status: Option<u16>| -> usize {
+            let mut s = lock(state);
+            s.records.push(ProxyRecord {
                 method: method.clone(),
                 target: target.clone(),
                 action,
                 rule: decision.as_ref().map(|d| d.0),
                 status,
+                received,
             });
+            s.records.len() - 1
+        };
+        let fail = |idx: usize, why: String| {
+            let mut s = lock(state);
+            s.records[idx].action = ProxyAction::Failed(why);
+            s.records[idx].status = None;
         };
         let delay = match decision.as_ref().map(|d| &d.1) {
             Some(Fault::Drop) => {
                 if !expect {
-                    let _ = relay_body(&mut creader, &mut io::sink(), framing);
+                    let _ = relay_body(&mut self.creader, &mut io::sink(), framing);
                 }
                 record(ProxyAction::Dropped, None);
-                let _ = cw.shutdown(Shutdown::Both);
-                return;
+                return false;
             }
             Some(Fault::Status { code, retry_after }) => {
                 // With Expect the body may or may not follow: close after.
                 let close = expect || client_close || *code == 408;
-                if !expect && relay_body(&mut creader, &mut io::sink(), framing).is_err() {
-                    record(ProxyAction::Failed("reading request body".into()), None);
-                    return;
+                if !expect && relay_body(&mut self.creader, &mut io::sink(), framing).is_err() {
+                    record(ProxyAction::Failed("reading the request body".into()), None);
+                    return false;
                 }
                 let mut headers = vec![("Content-Type", "application/json".to_string())];
                 if let Some(s) = retry_after {
                     headers.push(("Retry-After", s.to_string()));
                 }
-                let ok =
-                    write_response(&mut cw, *code, &headers, &fault_body(*code), close).is_ok();
-                record(ProxyAction::Injected(*code), Some(*code));
-                if close || !ok {
-                    let _ = cw.shutdown(Shutdown::Both);
-                    return;
+                let idx = record(ProxyAction::Injected(*code), Some(*code));
+                let body = fault_body(*code);
+                if let Err(e) = write_response(&mut self.cw, *code, &headers, &body, close) {
+                    fail(idx, format!("answering the client: {e}"));
+                    return false;
                 }
-                continue;
+                return !close;
             }
             Some(Fault::Delay(d)) => Some(*d),
             None => None,
         };
-        match forward(
-            &mut creader,
-            &mut cw,
-            &mut upstream,
-            upstream_addr,
-            &head,
-            &method,
-            framing,
-            expect,
-            delay,
-        ) {
-            Ok((status, close_after)) => {
-                let action = delay.map_or(ProxyAction::Forwarded, ProxyAction::Delayed);
-                record(action, Some(status));
-                if close_after || client_close {
-                    let _ = cw.shutdown(Shutdown::Both);
-                    return;
-                }
-            }
+        let action = delay.map_or(ProxyAction::Forwarded, ProxyAction::Delayed);
+        let resp = match self.send_upstream(head, framing, expect, delay) {
+            Ok(resp) => resp,
             Err(e) => {
-                record(ProxyAction::Failed(e.to_string()), None);
-                let _ = cw.shutdown(Shutdown::Both);
-                return;
+                self.upstream = None;
+                record(ProxyAction::Failed(format!("upstream: {e}")), None);
+                return false;
+            }
+        };
+        let idx = record(action, Some(resp.status()));
+        match self.relay_response(&method, &resp) {
+            Ok(close) => !(close || client_close),
+            Err(e) => {
+                self.upstream = None;
+                fail(idx, format!("relaying the response: {e}"));
+                false
             }
         }
     }
-}
 
-/// Forwards one request and relays its response. Ok((status, close the
-/// client connection after)).
-#[allow(clippy::too_many_arguments)]
-fn forward(
-    creader: &mut BufReader<TcpStream>,
-    cw: &mut TcpStream,
-    upstream: &mut Option<Upstream>,
-    upstream_addr: &str,
-    head: &HttpHead,
-    method: &str,
-    framing: Framing,
-    expect: bool,
-    delay: Option<Duration>,
-) -> io::Result<(u16, bool)> {
-    if upstream.is_none() {
-        match connect_upstream(upstream_addr) {
-            Ok(u) => *upstream = Some(u),
-            Err(e) => {
-                if !expect {
-                    let _ = relay_body(creader, &mut io::sink(), framing);
+    /// Forwards the request (head without `Expect`, body by its framing)
+    /// and reads the response head, after waiting `delay`.
+    fn send_upstream(
+        &mut self,
+        head: &HttpHead,
+        framing: Framing,
+        expect: bool,
+        delay: Option<Duration>,
+    ) -> io::Result<HttpHead> {
+        if self.upstream.is_none() {
+            match connect_upstream(self.upstream_addr) {
+                Ok(u) => self.upstream = Some(u),
+                Err(e) => {
+                    if !expect {
+                        let _ = relay_body(&mut self.creader, &mut io::sink(), framing);
+                    }
+                    let _ = write_response(&mut self.cw, 502, &[], b"upstream unreachable", true);
+                    return Err(e);
                 }
-                let _ = write_response(cw, 502, &[], b"upstream unreachable", true);
-                return Err(e);
             }
         }
-    }
-    let (ureader, uw) = upstream.as_mut().unwrap();
-    if expect {
-        cw.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    let result = (|| {
+        let (ureader, uw) = self.upstream.as_mut().unwrap();
+        if expect {
+            self.cw.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
         uw.write_all(&head.without("expect").to_bytes())?;
-        relay_body(creader, uw, framing)?;
+        relay_body(&mut self.creader, uw, framing)?;
         uw.flush()?;
         let resp = loop {
             let h = read_head(ureader)?
@@ -2603,28 +2649,22 @@ fn forward(
         if let Some(d) = delay {
             thread::sleep(d);
         }
-        let rframing = response_framing(method, &resp);
-        cw.write_all(&resp.to_bytes())?;
-        relay_body(ureader, cw, rframing)?;
-        cw.flush()?;
-        let close = rframing == Framing::UntilEof;
-        Ok((
-            resp.status(),
-            close,
-            resp.has_token("connection", "close") || close,
-        ))
-    })();
-    match result {
-        Ok((status, close_client, drop_upstream)) => {
-            if drop_upstream {
-                *upstream = None;
-            }
-            Ok((status, close_client))
+        Ok(resp)
+    }
+
+    /// Relays the response head and body; Ok(true) when the client
+    /// connection must close after it (body delimited by close).
+    fn relay_response(&mut self, method: &str, resp: &HttpHead) -> io::Result<bool> {
+        let (ureader, _) = self.upstream.as_mut().unwrap();
+        let rframing = response_framing(method, resp);
+        self.cw.write_all(&resp.to_bytes())?;
+        relay_body(ureader, &mut self.cw, rframing)?;
+        self.cw.flush()?;
+        let until_eof = rframing == Framing::UntilEof;
+        if until_eof || resp.has_token("connection", "close") {
+            self.upstream = None;
         }
-        Err(e) => {
-            *upstream = None;
-            Err(e)
-        }
+        Ok(until_eof)
     }
 }
 

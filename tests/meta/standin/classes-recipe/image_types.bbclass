@@ -1,0 +1,8 @@
+# Stand-in for OE-core's image_types class in meta-rustimage's tests
+# (written for the tests): the tar type with the options OE-core's tar
+# type uses (no --xattrs), and zstd conversion.
+
+IMAGE_TYPES = "tar tar.zst"
+IMAGE_CMD:tar = "tar --sort=name --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner -cf ${IMGDEPLOYDIR}/${IMAGE_NAME}.tar -C ${IMAGE_ROOTFS} ."
+CONVERSIONTYPES = "zst"
+CONVERSION_CMD:zst = "zstd -q -f -3 -o ${IMAGE_NAME}.${type}.zst ${IMAGE_NAME}.${type}"

@@ -1,0 +1,3 @@
+# Stand-in (tests only): the native variant of a recipe.
+PN = "${BPN}-native"
+CLASSOVERRIDE = "class-native"
