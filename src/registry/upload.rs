@@ -251,6 +251,13 @@ impl Uploader<'_> {
         if r.status != 204 {
             return Err(Error(format!("upload session lost ({})", r.status)));
         }
+        // The end of a Range is inclusive, so "0-0" means none or one byte:
+        // only a fresh upload is safe from there.
+        if r.header("range").is_some_and(|v| v.trim() == "0-0") {
+            return Err(Error(
+                "the upload session holds an ambiguous 0-0 range".into(),
+            ));
+        }
         let loc = r
             .header("location")
             .map(str::to_string)

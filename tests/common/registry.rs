@@ -23,8 +23,10 @@
 //!
 //! fields: remote host, `-`, user (always `-`, even with basic auth), time,
 //! request line (method, request URI exactly as the client sent it, query
-//! percent-encoded, protocol: `HTTP/1.1`, or `HTTP/2.0` for clients that
-//! negotiate h2 over TLS), status, response bytes, referer, user agent.
+//! percent-encoded, protocol: `HTTP/1.1` for skopeo, docker and curl here,
+//! even over TLS; a client negotiating h2 would log `HTTP/2.0`), status,
+//! response bytes, referer (`""`), user agent (quotes escaped as `\"`;
+//! Docker's contains spaces and parentheses).
 //! Every request gets one, 401 challenges included. The registry's own
 //! logrus lines (`time="..." level=info msg="response completed" ...`) go
 //! to stderr; both land in one file, and [`parse_access_line`] only accepts
@@ -883,7 +885,8 @@ type ConnHandler = Arc<dyn Fn(TcpStream) + Send + Sync>;
 struct Acceptor {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Open connections by number (each removed when its handler ends).
+    conns: Arc<Mutex<BTreeMap<u64, TcpStream>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -892,21 +895,24 @@ impl Acceptor {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let conns: Arc<Mutex<BTreeMap<u64, TcpStream>>> = Arc::default();
         let (stop2, conns2) = (stop.clone(), conns.clone());
         let thread = thread::Builder::new()
             .name(format!("{name}-accept"))
             .spawn(move || {
-                for conn in listener.incoming() {
+                for (n, conn) in (0u64..).zip(listener.incoming()) {
                     if stop2.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
                     if let Ok(c) = conn.try_clone() {
-                        lock(&conns2).push(c);
+                        lock(&conns2).insert(n, c);
                     }
-                    let h = handler.clone();
-                    let _ = thread::Builder::new().spawn(move || h(conn));
+                    let (h, conns3) = (handler.clone(), conns2.clone());
+                    let _ = thread::Builder::new().spawn(move || {
+                        h(conn);
+                        lock(&conns3).remove(&n);
+                    });
                 }
             })
             .unwrap();
@@ -926,7 +932,7 @@ impl Drop for Acceptor {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        for c in lock(&self.conns).drain(..) {
+        for c in std::mem::take(&mut *lock(&self.conns)).into_values() {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
