@@ -36,16 +36,17 @@ MACHINE_ARCH = "qemux86_64"
 TUNE_ARCH = "core2_64"
 
 
-def blob(seed, size, text_ratio=0.5):
-    """Deterministic content that compresses about as well as binaries."""
+def blob(seed, size, text_ratio=0.7):
+    """Deterministic content that compresses about as well as binaries
+    (gzip -6 about 3:1): text runs between random 64-byte chunks."""
     out = bytearray()
     counter = 0
     while len(out) < size:
-        h = hashlib.sha256(f"{seed}:{counter}".encode()).digest()
         if (counter % 10) < text_ratio * 10:
             out += (f"{seed} line {counter} " * 4).encode()
         else:
-            out += h * 2
+            h = hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+            out += h + hashlib.sha256(h).digest()
         counter += 1
     return bytes(out[:size])
 
@@ -155,10 +156,11 @@ def extra_packages(count, total_mb, bump):
         left = per_pkg
         j = 0
         while left > 0:
-            # One in five files is big; the rest are a few KiB.
-            size = min(left, per_pkg // 2 if j % 5 == 0 else 1 + (j * 7919) % 16384)
+            # One file in forty is big (a sixth of the package); the rest
+            # are up to 16 KiB: about a hundred files per package.
+            size = min(left, per_pkg // 6 if j % 40 == 0 else 1 + (j * 7919) % 16384)
             seed = f"{name}-{j}" + ("bump" if name in bump else "")
-            files.append(F(f"/usr/share/{name}/f{j:04d}", data=blob(seed, size, 0.6)))
+            files.append(F(f"/usr/share/{name}/f{j:04d}", data=blob(seed, size)))
             left -= size
             j += 1
         pkgv = "1.0" + ("+bump1" if name in bump else "")
@@ -238,6 +240,14 @@ def compress_xz(data):
     return lzma.compress(data, preset=6)
 
 
+def compress_zstd(data):
+    """OE's ipks carry data.tar.zst today; xz where zstd is missing."""
+    if shutil.which("zstd"):
+        out = subprocess.run(["zstd", "-q", "-3", "-c"], input=data, stdout=subprocess.PIPE, check=True)
+        return "data.tar.zst", out.stdout
+    return "data.tar.xz", compress_xz(data)
+
+
 def write_ipk(pkg, feed):
     fields = [("Package", pkg.name), ("Version", pkg.version), ("Description", pkg.name),
               ("Section", "base"), ("Priority", "optional"), ("Maintainer", "OE"),
@@ -245,12 +255,12 @@ def write_ipk(pkg, feed):
               ("Source", f"{pkg.recipe}.bb")]
     if pkg.depends:
         fields.append(("Depends", ", ".join(f"{d} (>= 0)" for d in pkg.depends)))
-    data = compress_xz(tar_bytes(data_entries(pkg)))
+    member, data = compress_zstd(tar_bytes(data_entries(pkg)))
     path = os.path.join(feed, "ipk", pkg.arch, f"{pkg.name}_{pkg.version}_{pkg.arch}.ipk")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(ar([("debian-binary", b"2.0\n"), ("control.tar.gz", control_tar(fields)),
-                    ("data.tar.xz", data)]))
+                    (member, data)]))
 
 
 def deb_arch(arch):

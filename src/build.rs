@@ -59,31 +59,38 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         })
         .transpose()?;
 
-    let owners = match (&inputs.manifest, per_package) {
-        (Some(manifest), true) => {
-            let src = ownership::Sources {
-                manifest,
-                feeds: &inputs.feeds,
-                pkgdata: inputs.pkgdata.as_deref(),
-            };
-            let bar = progress.count("packages", 0);
-            let owners = ownership::load(&src, jobs, &warn, &|n| bar.set_position(n))?;
-            bar.finish_and_clear();
-            owners
-        }
-        _ => Vec::new(),
-    };
-
+    // Package lists and the rootfs are independent: read both at once.
     let input_size = std::fs::metadata(&inputs.rootfs)
         .map(|m| m.len())
         .unwrap_or(0);
-    let bar = progress.bytes("reading", input_size);
     let scan_opts = source::ScanOptions {
         hash: per_package || cache.is_some(),
         tmpdir: workdir.clone(),
     };
-    let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n))?;
-    bar.finish_and_clear();
+    let (owners, rootfs) = std::thread::scope(|s| {
+        let owners = s.spawn(|| -> Result<Vec<plan::Owner>, Error> {
+            let Some(manifest) = inputs.manifest.as_deref().filter(|_| per_package) else {
+                return Ok(Vec::new());
+            };
+            let src = ownership::Sources {
+                manifest,
+                feeds: &inputs.feeds,
+                pkgdata: inputs.pkgdata.as_deref(),
+                cache: cache.as_ref(),
+            };
+            let bar = progress.count("packages", 0);
+            let owners = ownership::load(&src, jobs, &warn, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            Ok(owners)
+        });
+        let bar = progress.bytes("reading", input_size);
+        let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n));
+        bar.finish_and_clear();
+        let owners = owners
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("package reader panicked".into())));
+        Ok::<_, Error>((owners?, rootfs?))
+    })?;
 
     let plans = if per_package {
         plan::per_package(&rootfs, &owners, &rules, usize::from(args.max_layers))?
@@ -116,8 +123,8 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     }
     if let Some(target) = &push_target {
         let content = crate::registry::from_image(&image, target);
-        let report = crate::push::send(target, &content, &args.registry, progress)?;
-        crate::push::finish(target, &report, &args.registry, progress, false)?;
+        let report = crate::push::send(target, &content, &args.registry, &progress)?;
+        crate::push::finish(target, &report, &args.registry, &progress, false)?;
     }
     if args.json {
         println!("{}", summary(&image, &plans));

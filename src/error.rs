@@ -17,6 +17,7 @@ pub enum Error {
     Plan(crate::plan::Error),
     Rules(crate::plan::RulesError),
     Registry(crate::registry::Error),
+    Internal(String),
 }
 
 impl Error {
@@ -41,6 +42,7 @@ impl fmt::Display for Error {
             Error::Plan(e) => e.fmt(f),
             Error::Rules(e) => e.fmt(f),
             Error::Registry(e) => e.fmt(f),
+            Error::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
 }

@@ -128,8 +128,8 @@ pub fn run(args: &IndexArgs) -> Result<(), Error> {
     }
     if let Some(target) = &target {
         let content = content(&members, &index);
-        let report = crate::push::send(target, &content, &args.registry, progress)?;
-        crate::push::finish(target, &report, &args.registry, progress, false)?;
+        let report = crate::push::send(target, &content, &args.registry, &progress)?;
+        crate::push::finish(target, &report, &args.registry, &progress, false)?;
     }
     if args.json {
         let platforms: Vec<Value> = members

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::layers::{Cache, file_digest};
 use crate::packages::{self, Feeds, FileKind, ManifestLine, Package};
 use crate::plan::{Claim, ClaimKind, Owner};
 
@@ -13,7 +14,12 @@ pub struct Sources<'a> {
     pub manifest: &'a Path,
     pub feeds: &'a [PathBuf],
     pub pkgdata: Option<&'a Path>,
+    /// Keeps what each package file ships, so a package is read once.
+    pub cache: Option<&'a Cache>,
 }
+
+/// Bumped when what is kept of a package changes.
+const CACHE_FORMAT: &str = "owner-v1";
 
 /// The owners of the manifest's packages, in manifest order. Packages found
 /// nowhere are reported to `warn` and left out (their files end up in the
@@ -29,7 +35,7 @@ pub fn load(
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     // One slot per manifest line; None until read (or skipped after an error).
-    type Slot = Option<Result<Option<Package>, packages::Error>>;
+    type Slot = Option<Result<Option<Owner>, packages::Error>>;
     let results: Mutex<Vec<Slot>> = Mutex::new((0..lines.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..jobs.clamp(1, lines.len().max(1)) {
@@ -37,7 +43,7 @@ pub fn load(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(line) = lines.get(i) else { break };
-                    let r = read_one(line, &feeds, src.pkgdata);
+                    let r = read_one(line, &feeds, src.pkgdata, src.cache);
                     let failed = r.is_err();
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
@@ -55,7 +61,7 @@ pub fn load(
     let mut owners = Vec::with_capacity(lines.len());
     for (line, r) in lines.iter().zip(results) {
         match r {
-            Some(Ok(Some(p))) => owners.push(owner(p)),
+            Some(Ok(Some(o))) => owners.push(o),
             Some(Ok(None)) => warn(format!(
                 "{}:{}: package {} {} {} is in no feed or pkgdata; its files go to the final layer",
                 src.manifest.display(),
@@ -76,15 +82,41 @@ fn read_one(
     line: &ManifestLine,
     feeds: &Feeds,
     pkgdata: Option<&Path>,
-) -> Result<Option<Package>, packages::Error> {
+    cache: Option<&Cache>,
+) -> Result<Option<Owner>, packages::Error> {
     if let Some(file) = feeds.find(line) {
-        return packages::read_package(&file).map(Some);
+        return read_cached(&file, cache).map(Some);
     }
     if let Some(runtime) = pkgdata.and_then(|d| packages::find_pkgdata(d, &line.name)) {
         let p = packages::read_pkgdata_runtime(&runtime)?;
-        return Ok(p.matches(line).then_some(p));
+        return Ok(p.matches(line).then(|| owner(p)));
     }
     Ok(None)
+}
+
+/// Reads a package file, or takes what it ships from the cache, keyed by
+/// the file's own digest (cheaper than decompressing it).
+fn read_cached(file: &Path, cache: Option<&Cache>) -> Result<Owner, packages::Error> {
+    let Some(cache) = cache else {
+        return packages::read_package(file).map(owner);
+    };
+    let io = |e: std::io::Error| packages::Error {
+        path: file.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let key = format!("{CACHE_FORMAT}-{}", file_digest(file).map_err(io)?);
+    if let Some(o) = cache
+        .package(&key)
+        .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+    {
+        return Ok(o);
+    }
+    let o = owner(packages::read_package(file)?);
+    if let Ok(bytes) = serde_json::to_vec(&o) {
+        // A cache that can't be written only costs time next build.
+        let _ = cache.put_package(&key, &bytes);
+    }
+    Ok(o)
 }
 
 /// What the planner needs of a package. Directories are not claimed (they

@@ -3,28 +3,38 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-#[derive(Clone, Copy)]
+/// Shared by every step of a command, so bars of steps that run at the
+/// same time stack instead of overwriting each other.
+#[derive(Clone)]
 pub struct Progress {
-    enabled: bool,
+    multi: Option<MultiProgress>,
 }
 
 impl Progress {
     /// Bars appear only when stderr is a terminal and the user didn't ask
     /// for quiet (or JSON) output.
     pub fn new(quiet: bool) -> Self {
+        let enabled = !quiet && std::io::stderr().is_terminal();
         Progress {
-            enabled: !quiet && std::io::stderr().is_terminal(),
+            multi: enabled.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        }
+    }
+
+    fn add(&self, bar: ProgressBar) -> ProgressBar {
+        match &self.multi {
+            Some(m) => m.add(bar),
+            None => ProgressBar::hidden(),
         }
     }
 
     /// A byte-counting bar; hidden when progress is off.
     pub fn bytes(&self, message: &str, total: u64) -> ProgressBar {
-        if !self.enabled {
+        if self.multi.is_none() {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let bar = self.add(ProgressBar::new(total));
         let style = ProgressStyle::with_template(
             "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
         )
@@ -38,13 +48,13 @@ impl Progress {
 
     /// A counting bar (packages read); `total` 0 when unknown.
     pub fn count(&self, message: &str, total: u64) -> ProgressBar {
-        if !self.enabled {
+        if self.multi.is_none() {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(
-            (total > 0).then_some(total),
-            ProgressDrawTarget::stderr(),
-        );
+        let bar = self.add(ProgressBar::no_length());
+        if total > 0 {
+            bar.set_length(total);
+        }
         let style = ProgressStyle::with_template("{msg:>10} {pos} {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
@@ -56,17 +66,15 @@ impl Progress {
     /// One bar per blob being pushed.
     pub fn blobs(&self) -> Blobs {
         Blobs {
-            multi: self
-                .enabled
-                .then(|| indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            multi: self.multi.clone(),
             bars: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     /// Prints a line when progress is on (a finished step on a terminal).
     pub fn note(&self, line: &str) {
-        if self.enabled {
-            eprintln!("{line}");
+        if let Some(m) = &self.multi {
+            let _ = m.println(line);
         }
     }
 }

@@ -15,8 +15,8 @@ pub fn run(args: &PushArgs) -> Result<(), Error> {
     let layout = Layout::open(&args.source)?;
     let content = registry::from_layout(&layout, &target)?;
     let progress = Progress::new(args.quiet || args.json);
-    let report = send(&target, &content, &args.registry, progress)?;
-    finish(&target, &report, &args.registry, progress, args.json)
+    let report = send(&target, &content, &args.registry, &progress)?;
+    finish(&target, &report, &args.registry, &progress, args.json)
 }
 
 pub fn target(reference: &str) -> Result<Target, Error> {
@@ -28,7 +28,7 @@ pub fn send(
     target: &Target,
     content: &Content<'_>,
     args: &RegistryArgs,
-    progress: Progress,
+    progress: &Progress,
 ) -> Result<Report, Error> {
     let opts = registry::Options {
         client: client::Options {
@@ -55,7 +55,7 @@ pub fn finish(
     target: &Target,
     report: &Report,
     args: &RegistryArgs,
-    progress: Progress,
+    progress: &Progress,
     as_json: bool,
 ) -> Result<(), Error> {
     if let Some(path) = &args.digestfile {

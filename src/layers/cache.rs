@@ -39,6 +39,7 @@ impl Cache {
     pub fn open(dir: &Path) -> io::Result<Cache> {
         fs::create_dir_all(dir.join("blobs/sha256"))?;
         fs::create_dir_all(dir.join("layers"))?;
+        fs::create_dir_all(dir.join("packages"))?;
         Ok(Cache {
             dir: dir.to_path_buf(),
         })
@@ -102,6 +103,24 @@ impl Cache {
             ..layer
         })
     }
+}
+
+impl Cache {
+    /// A package's file list as stored by [`Cache::put_package`], keyed by
+    /// the package file's digest.
+    pub fn package(&self, key: &str) -> Option<Vec<u8>> {
+        fs::read(self.dir.join("packages").join(key)).ok()
+    }
+
+    pub fn put_package(&self, key: &str, data: &[u8]) -> io::Result<()> {
+        crate::atomic::write_file(&self.dir.join("packages").join(key), data)
+    }
+}
+
+/// SHA-256 of a whole file, hex.
+pub fn file_digest(path: &Path) -> io::Result<String> {
+    let (d, _) = digest_of(&mut File::open(path)?)?;
+    Ok(d.trim_start_matches("sha256:").to_string())
 }
 
 fn digest_of(file: &mut File) -> io::Result<(String, u64)> {

@@ -10,7 +10,7 @@ mod cache;
 mod compress;
 mod tarwrite;
 
-pub use cache::Cache;
+pub use cache::{Cache, file_digest};
 
 use std::collections::BTreeMap;
 use std::fs::File;

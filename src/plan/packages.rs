@@ -19,7 +19,7 @@ use super::{LayerPlan, with_parents};
 use crate::source::{Entry, NodeId, Rootfs};
 
 /// A package as the plan sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     pub name: String,
     pub version: String,
@@ -30,21 +30,23 @@ pub struct Owner {
     pub claims: Vec<Claim>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Claim {
+    #[serde(with = "crate::b64")]
     pub path: Vec<u8>,
     pub kind: ClaimKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClaimKind {
     File {
         size: u64,
+        #[serde(with = "crate::b64::array")]
         sha256: [u8; 32],
     },
     /// A file or symlink known only by its size (pkgdata's FILES_INFO).
     Sized(u64),
-    Symlink(Vec<u8>),
+    Symlink(#[serde(with = "crate::b64")] Vec<u8>),
 }
 
 #[derive(Debug)]

