@@ -95,6 +95,10 @@ impl Rules {
         self.rules.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     pub fn name(&self, i: usize) -> &str {
         &self.rules[i].name
     }
