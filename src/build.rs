@@ -66,7 +66,9 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let scan_opts = source::ScanOptions {
         hash: per_package || cache.is_some(),
         tmpdir: workdir.clone(),
+        max_size: args.max_size,
     };
+    let timer = Timer::new();
     let (owners, rootfs) = std::thread::scope(|s| {
         let owners = s.spawn(|| -> Result<Vec<plan::Owner>, Error> {
             let Some(manifest) = inputs.manifest.as_deref().filter(|_| per_package) else {
@@ -81,11 +83,13 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
             let bar = progress.count("packages", 0);
             let owners = ownership::load(&src, jobs, &warn, &|n| bar.set_position(n))?;
             bar.finish_and_clear();
+            timer.mark("packages read");
             Ok(owners)
         });
         let bar = progress.bytes("reading", input_size);
         let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n));
         bar.finish_and_clear();
+        timer.mark("rootfs read");
         let owners = owners
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("package reader panicked".into())));
@@ -106,11 +110,13 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         workdir,
     };
     let bar = progress.bytes("layers", rootfs.content_bytes());
+    timer.mark("planned");
     let built = layers::build(&rootfs, &plans, &settings, cache.as_ref(), &|n| {
         bar.set_position(n)
     })?;
     bar.finish_and_clear();
 
+    timer.mark("layers written");
     let image = image::assemble(&spec, &plans, built)?;
     let files = sinks::Files::of_image(&image)?;
     if let Some(out) = &args.output {
@@ -126,6 +132,7 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         let report = crate::push::send(target, &content, &args.registry, &progress)?;
         crate::push::finish(target, &report, &args.registry, &progress, false)?;
     }
+    timer.mark("outputs written");
     if args.json {
         println!("{}", summary(&image, &plans));
     } else {
@@ -229,4 +236,24 @@ fn summary(image: &Image, plans: &[plan::LayerPlan]) -> serde_json::Value {
             "created_by": p.created_by,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Phase times on stderr when RUSTIMAGE_TIMINGS is set (for profiling and
+/// the benchmark's notes).
+struct Timer {
+    start: Option<std::time::Instant>,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        Timer {
+            start: std::env::var_os("RUSTIMAGE_TIMINGS").map(|_| std::time::Instant::now()),
+        }
+    }
+
+    fn mark(&self, what: &str) {
+        if let Some(t) = self.start {
+            eprintln!("rustimage: {:>7.3} s {what}", t.elapsed().as_secs_f64());
+        }
+    }
 }

@@ -214,6 +214,10 @@ pub struct BuildArgs {
     /// output is the same for any value.
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Most bytes the rootfs tarball may decompress to (guards against
+    /// archives made to fill the disk); suffixes K, M, G, T.
+    #[arg(long, value_name = "SIZE", default_value = "256G", value_parser = parse_size)]
+    pub max_size: u64,
     /// Directory for temporary files (default: beside the output).
     #[arg(long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
@@ -331,6 +335,27 @@ impl BuildArgs {
     }
 }
 
+/// `123`, `64K`, `512M`, `256G`, `1T` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("'{s}': unknown size suffix (K, M, G, T)")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 /// `["a","b"]` as JSON, or whitespace-separated words.
 pub fn command(flag: &str, s: &str) -> Result<Vec<String>, UsageError> {
     if s.trim_start().starts_with('[') {
@@ -397,6 +422,16 @@ mod tests {
         );
         assert_eq!(command("--cmd", "ls  -l /").unwrap(), vec!["ls", "-l", "/"]);
         assert!(command("--cmd", "[1,2]").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("123").unwrap(), 123);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -323,4 +323,75 @@ fn inspect_refuses_what_is_not_an_image() {
     f.write_all(&[0xff; 3000]).unwrap();
     let out = run_fail(rustimage().arg("inspect").arg(tmp.path().join("garbage")));
     check_failure(&out, 1, "garbage: not an image archive");
+}
+
+#[test]
+fn limits_give_clear_errors() {
+    let tmp = tempdir();
+    // A decompression bomb: 64 MiB of zeros in a few KiB of gzip.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_path("zeros").unwrap();
+    h.set_size(64 << 20);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append(&h, std::io::repeat(0).take(64 << 20)).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw).unwrap();
+    let bomb = write(tmp.path(), "bomb.tar.gz", &gz.finish().unwrap());
+    fails(
+        tmp.path(),
+        &bomb,
+        &["--max-size", "1M"],
+        1,
+        "bomb.tar.gz: the archive decompresses to more than --max-size",
+    );
+
+    // A pax header of 2 MiB.
+    let big = raw_pax(&[("comment", vec![b'x'; 2 << 20])]);
+    let p = write(tmp.path(), "bigpax.tar", &big);
+    fails(tmp.path(), &p, &[], 1, "over 1 MiB of header data");
+
+    // A symlink target beyond PATH_MAX, an xattr beyond 64 KiB.
+    let p = write(
+        tmp.path(),
+        "longlink.tar",
+        &raw_pax(&[("linkpath", vec![b'a'; 5000])]),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &[],
+        1,
+        "symlink target is longer than 4096 bytes",
+    );
+    let p = write(
+        tmp.path(),
+        "bigxattr.tar",
+        &raw_pax(&[("SCHILY.xattr.user.big", vec![b'v'; 70 << 10])]),
+    );
+    fails(tmp.path(), &p, &[], 1, "exceeds Linux's limits");
+}
+
+/// A tar with one pax header carrying `records`, then a symlink entry.
+fn raw_pax(records: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let refs: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    b.append_pax_extensions(refs).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.as_old_mut().name[..4].copy_from_slice(b"link");
+    h.as_old_mut().linkname[..6].copy_from_slice(b"target");
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(0);
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    b.into_inner().unwrap()
 }

@@ -221,13 +221,20 @@ impl Client {
         retry: Retry,
     ) -> Result<Response, Error> {
         let url = self.absolute(url);
+        // Credentials go to the registry itself only, never to another host
+        // a Location header may name.
+        let ours = host_of(&url) == host_of(&self.base);
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
-            let authz = self.authorization(scope, false)?;
+            let authz = if ours {
+                self.authorization(scope, false)?
+            } else {
+                None
+            };
             let result = self.send_once(method, &url, headers, body, authz.as_deref());
             let wait = match &result {
-                Ok(r) if r.status == 401 && !refreshed => {
+                Ok(r) if r.status == 401 && !refreshed && ours => {
                     // Expired or too narrow a token, or a scheme we haven't
                     // seen yet: learn, fetch a fresh token, try once more.
                     refreshed = true;

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Entry, Error, Inode, InodeId, Meta, Node, Rootfs, path};
 
+/// Most entries a rootfs may have; real ones have tens of thousands.
+const MAX_ENTRIES: usize = 10_000_000;
+
 /// Metadata given to parent directories the input never lists (a tarball may
 /// omit them); tar would create them 0755 root:root too.
 fn implied_dir() -> Meta {
@@ -35,6 +38,13 @@ impl Catalog {
         self.inodes.len() - 1
     }
 
+    /// Records an inode's content digest once it is known.
+    pub fn set_digest(&mut self, id: InodeId, digest: [u8; 32]) {
+        if let Some(i) = self.inodes.get_mut(id) {
+            i.digest = Some(digest);
+        }
+    }
+
     /// Adds or replaces (last one wins) the entry at a canonical path.
     pub fn insert(&mut self, path: Vec<u8>, entry: Entry) -> Result<(), Error> {
         if path.is_empty() && !matches!(entry, Entry::Dir(_)) {
@@ -42,6 +52,12 @@ impl Catalog {
                 &self.input,
                 &path,
                 "the root of the filesystem is not a directory",
+            ));
+        }
+        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&path) {
+            return Err(Error::new(
+                &self.input,
+                "more than 10 million entries: not a root filesystem",
             ));
         }
         self.entries.insert(path, entry);

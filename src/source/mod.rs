@@ -8,6 +8,7 @@ mod catalog;
 pub mod decompress;
 mod dir;
 pub mod path;
+mod spool;
 mod tarball;
 
 use std::fmt;
@@ -139,6 +140,9 @@ pub struct ScanOptions {
     /// Where the spool of a tarball's file contents goes (same filesystem as
     /// the output is best); the spool is an unnamed file, gone on exit.
     pub tmpdir: PathBuf,
+    /// Most bytes a tarball may decompress to: a guard against archives
+    /// built to fill the disk.
+    pub max_size: u64,
 }
 
 /// Called with the number of input bytes consumed so far.

@@ -2,18 +2,61 @@
 //! copied to an unnamed spool file so layers can later be written in any
 //! order without reading the input again.
 
+use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use super::catalog::Catalog;
 use super::decompress::{self, Format};
+use super::spool::{self, Spool};
 use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
 
 const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
+/// Header data (pax records, GNU long names) one entry may carry. Real ones
+/// are a few hundred bytes; a bigger one is hostile or broken.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+/// Linux's limits: XATTR_NAME_MAX and XATTR_SIZE_MAX.
+const MAX_XATTR_NAME: usize = 255;
+const MAX_XATTR_VALUE: usize = 64 << 10;
+
+/// Limits on the decompressed stream, checked as it is read.
+struct Guard {
+    /// Most bytes the archive may decompress to (--max-size).
+    max_total: u64,
+    total: Cell<u64>,
+    /// Bytes read since the last entry that were not file content.
+    header: Cell<u64>,
+    in_content: Cell<bool>,
+    tripped: Cell<Option<&'static str>>,
+}
+
+impl Guard {
+    fn check(&self, n: usize) -> io::Result<()> {
+        let total = self.total.get() + n as u64;
+        self.total.set(total);
+        if total > self.max_total {
+            return Err(self.trip("the archive decompresses to more than --max-size"));
+        }
+        if !self.in_content.get() {
+            let header = self.header.get() + n as u64;
+            self.header.set(header);
+            if header > MAX_HEADER_BYTES {
+                return Err(self.trip(
+                    "an entry carries over 1 MiB of header data (pax or long-name records)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn trip(&self, why: &'static str) -> io::Error {
+        self.tripped.set(Some(why));
+        io::Error::other(why)
+    }
+}
 
 pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<Rootfs, Error> {
     let file = File::open(input).map_err(|e| Error::new(input, e.to_string()))?;
@@ -26,7 +69,17 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
     }
     let format = decompress::detect(head);
     let stream = decompress::decoder(format, raw).map_err(|e| Error::new(input, e.to_string()))?;
-    let stream = Counting::new(BufReader::with_capacity(1 << 20, stream), &ignore);
+    let guard = Guard {
+        max_total: opts.max_size,
+        total: Cell::new(0),
+        header: Cell::new(0),
+        in_content: Cell::new(false),
+        tripped: Cell::new(None),
+    };
+    let stream = Guarded {
+        inner: BufReader::with_capacity(1 << 20, stream),
+        guard: &guard,
+    };
 
     let spool = tempfile::tempfile_in(&opts.tmpdir).map_err(|e| {
         Error::new(
@@ -38,17 +91,19 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
         input,
         format,
         opts,
+        guard: &guard,
         catalog: Catalog::new(input),
-        spool: BufWriter::with_capacity(1 << 20, spool),
-        spooled: 0,
-        buf: vec![0; 1 << 18],
+        spool: Spool::new(spool, opts.hash),
     };
-    let stream = reader.read_archive(stream)?;
-    reader.drain(stream)?;
-    let spool = reader
-        .spool
-        .into_inner()
-        .map_err(|e| Error::new(&opts.tmpdir, format!("writing the spool file: {e}")))?;
+    let read = reader.read_archive(stream).and_then(|s| reader.drain(s));
+    // Always wait for the writer; a read error is reported before its own.
+    let written = reader.spool.finish();
+    read?;
+    let (spool, digests) =
+        written.map_err(|e| Error::new(&opts.tmpdir, format!("writing the spool file: {e}")))?;
+    for (inode, digest) in digests {
+        reader.catalog.set_digest(inode, digest);
+    }
     reader.catalog.finish(Some(spool))
 }
 
@@ -56,14 +111,16 @@ struct Reader<'a> {
     input: &'a Path,
     format: Format,
     opts: &'a ScanOptions,
+    guard: &'a Guard,
     catalog: Catalog,
-    spool: BufWriter<File>,
-    spooled: u64,
-    buf: Vec<u8>,
+    spool: Spool,
 }
 
 impl<'a> Reader<'a> {
     fn corrupt(&self, e: impl std::fmt::Display) -> Error {
+        if let Some(why) = self.guard.tripped.get() {
+            return Error::new(self.input, why);
+        }
         let what = match self.format {
             Format::Tar => "tar archive".to_string(),
             f => format!("{}-compressed tar archive", f.name()),
@@ -71,7 +128,7 @@ impl<'a> Reader<'a> {
         Error::new(self.input, format!("corrupt or truncated {what}: {e}"))
     }
 
-    fn read_archive<R: Read>(&mut self, stream: Counting<'a, R>) -> Result<Counting<'a, R>, Error> {
+    fn read_archive<R: Read>(&mut self, stream: Guarded<'a, R>) -> Result<Guarded<'a, R>, Error> {
         let mut archive = tar::Archive::new(stream);
         let mut end_of_last = 0u64;
         let mut count = 0u64;
@@ -79,6 +136,7 @@ impl<'a> Reader<'a> {
             let entries = archive.entries().map_err(|e| self.corrupt(e))?;
             for entry in entries {
                 let mut entry = entry.map_err(|e| self.corrupt(e))?;
+                self.guard.header.set(0);
                 count += 1;
                 end_of_last = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
                 self.add(&mut entry)?;
@@ -87,7 +145,7 @@ impl<'a> Reader<'a> {
         let stream = archive.into_inner();
         // tar stops quietly at end of input; only the end-of-archive block
         // proves the archive was not cut at an entry boundary.
-        if stream.count < end_of_last + 512 {
+        if self.guard.total.get() < end_of_last + 512 {
             return Err(self.corrupt("archive ends without its end-of-archive marker"));
         }
         if count == 0 {
@@ -121,21 +179,28 @@ impl<'a> Reader<'a> {
             .map_err(|e| at(format!("bad header: {e}")))?;
         let entry_val = match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let (size, digest, offset) = self.spool_content(entry).map_err(|e| match e {
+                let (size, offset) = self.spool_content(entry).map_err(|e| match e {
                     SpoolError::Read(e) => self.corrupt(format!("{}: {e}", path::display(&path))),
                     SpoolError::Write(e) => {
                         Error::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
                     }
                 })?;
-                Entry::File(self.catalog.add_inode(Inode {
+                let inode = self.catalog.add_inode(Inode {
                     meta,
                     size,
                     content: Content::Spool(offset),
-                    digest,
-                }))
+                    digest: None,
+                });
+                self.spool.end_file(inode).map_err(|e| {
+                    Error::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
+                })?;
+                Entry::File(inode)
             }
             EntryType::Link => {
                 let raw = entry.link_name_bytes().unwrap_or_default().into_owned();
+                if raw.len() > path::MAX_PATH {
+                    return Err(at("hardlink target is longer than 4096 bytes".into()));
+                }
                 let target = path::normalize(&raw)
                     .map_err(|e| at(format!("hardlink target '{}': {e}", lossy(&raw))))?;
                 return self.catalog.link(path, &target);
@@ -144,6 +209,9 @@ impl<'a> Reader<'a> {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
                 if target.is_empty() {
                     return Err(at("symlink with an empty target".into()));
+                }
+                if target.len() > path::MAX_PATH {
+                    return Err(at("symlink target is longer than 4096 bytes".into()));
                 }
                 Entry::Symlink { meta, target }
             }
@@ -189,8 +257,18 @@ impl<'a> Reader<'a> {
                 let rec = rec?;
                 let key = rec.key_bytes();
                 if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
-                    meta.xattrs
-                        .push((name.to_vec(), rec.value_bytes().to_vec()));
+                    let value = rec.value_bytes();
+                    if name.is_empty()
+                        || name.len() > MAX_XATTR_NAME
+                        || value.len() > MAX_XATTR_VALUE
+                    {
+                        return Err(io::Error::other(format!(
+                            "extended attribute '{}' exceeds Linux's limits \
+                             (name 1-255 bytes, value 64 KiB)",
+                            String::from_utf8_lossy(&name[..name.len().min(64)])
+                        )));
+                    }
+                    meta.xattrs.push((name.to_vec(), value.to_vec()));
                 } else if key == b"mtime" {
                     // PAX times may carry a fraction: "1520598896.123".
                     let v = rec.value_bytes();
@@ -206,27 +284,17 @@ impl<'a> Reader<'a> {
         Ok(meta)
     }
 
+    /// Hands a file's content to the spool; returns its size and offset.
     fn spool_content<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-    ) -> Result<(u64, Option<[u8; 32]>, u64), SpoolError> {
-        let offset = self.spooled;
-        let mut hasher = self.opts.hash.then(Sha256::new);
+    ) -> Result<(u64, u64), SpoolError> {
+        let offset = self.spool.offset;
         let mut size = 0u64;
-        loop {
-            let n = match entry.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(SpoolError::Read(e)),
-            };
-            let chunk = &self.buf[..n];
-            if let Some(h) = hasher.as_mut() {
-                h.update(chunk);
-            }
-            self.spool.write_all(chunk).map_err(SpoolError::Write)?;
-            size += n as u64;
-        }
+        self.guard.in_content.set(true);
+        let result = self.copy_content(entry, &mut size);
+        self.guard.in_content.set(false);
+        result?;
         let expected = entry.size();
         if size != expected && entry.header().entry_type() != EntryType::GNUSparse {
             return Err(SpoolError::Read(io::Error::new(
@@ -234,8 +302,34 @@ impl<'a> Reader<'a> {
                 format!("content ends after {size} of {expected} bytes"),
             )));
         }
-        self.spooled += size;
-        Ok((size, hasher.map(|h| h.finalize().into()), offset))
+        Ok((size, offset))
+    }
+
+    fn copy_content<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        size: &mut u64,
+    ) -> Result<(), SpoolError> {
+        loop {
+            let mut buf = self.spool.buffer();
+            buf.resize(spool::CHUNK, 0);
+            let mut filled = 0;
+            // Fill the chunk: fewer, larger messages to the writer.
+            while filled < buf.len() {
+                match entry.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(SpoolError::Read(e)),
+                }
+            }
+            buf.truncate(filled);
+            if filled == 0 {
+                return Ok(());
+            }
+            *size += filled as u64;
+            self.spool.send(buf).map_err(SpoolError::Write)?;
+        }
     }
 }
 
@@ -244,13 +338,25 @@ enum SpoolError {
     Write(io::Error),
 }
 
-fn ignore(_: u64) {}
-
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Counts bytes read (for progress and for the end-of-archive check).
+/// The decompressed stream, read through the [`Guard`].
+struct Guarded<'a, R> {
+    inner: R,
+    guard: &'a Guard,
+}
+
+impl<R: Read> Read for Guarded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.guard.check(n)?;
+        Ok(n)
+    }
+}
+
+/// Counts bytes read of the input file, for progress.
 struct Counting<'a, R> {
     inner: R,
     count: u64,
