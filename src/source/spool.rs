@@ -28,9 +28,12 @@ pub struct Spool {
     pub offset: u64,
 }
 
+/// Content digests by inode.
+pub type Digests = Vec<(usize, [u8; 32])>;
+
 struct Written {
     file: File,
-    digests: Vec<(usize, [u8; 32])>,
+    digests: Digests,
 }
 
 impl Spool {
@@ -78,7 +81,7 @@ impl Spool {
     }
 
     /// Waits for the writer; returns the file and the digests by inode.
-    pub fn finish(&mut self) -> io::Result<(File, Vec<(usize, [u8; 32])>)> {
+    pub fn finish(&mut self) -> io::Result<(File, Digests)> {
         drop(self.tx.take());
         let writer = self
             .writer
