@@ -22,6 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::registry::{Registry, TEST_PASSWORD, require_registry};
 use common::*;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -1017,6 +1018,65 @@ fn deb_images_get_their_layers_from_the_deb_feed() {
         index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
         "example/minimal:1.0"
     );
+}
+
+#[test]
+fn push_container_pushes_the_deployed_image_with_docker_config_credentials() {
+    if !require_bb() || !require_all(&["pseudo", "tar", "zstd"]) || !require_registry() {
+        return;
+    }
+    let registry = Registry::htpasswd(true);
+    let host = registry.host();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("docker-config");
+    registry.write_docker_config(&config);
+    // DOCKER_CONFIG as a user passes it through BB_ENV_PASSTHROUGH_ADDITIONS
+    // (here set in local.conf): the task's [exports] hands it to rustimage.
+    let build = Build::with_deploy(
+        "ipk",
+        &format!(
+            "IMAGE_FSTYPES:append = \" docker-tar\"\n\
+             RUSTIMAGE_PUSH_REF = \"{host}/oe/minimal:1.0 {host}/oe/minimal:latest\"\n\
+             RUSTIMAGE_PUSH_ARGS = \"--ca-cert {}\"\n\
+             DOCKER_CONFIG = \"{}\"",
+            registry.ca_cert().unwrap().display(),
+            config.display()
+        ),
+    );
+    build.install_tool(Path::new(env!("CARGO_BIN_EXE_rustimage")));
+    build.run_pseudo(&["do_rootfs", "do_image_docker_tar", "do_image_complete"]);
+    build.stop_pseudo();
+    // Not a fakeroot task: run outside pseudo, as bitbake-worker does.
+    let out = run_ok(Command::new("python3").arg(driver()).arg(&build.dir).args([
+        "run",
+        IMAGE,
+        "do_push_container",
+    ]));
+    let log = String::from_utf8_lossy(&out.stderr);
+
+    // The deployed image's manifest is what the registry now has, under
+    // both tags, and its digest is logged and written to the digest file.
+    let link = build
+        .tmpdir()
+        .join("deploy/images/qemux86-64/core-image-minimal-qemux86-64.rootfs.docker-tar");
+    let index: Value = serde_json::from_str(&run_stdout(
+        Command::new("tar").arg("-xOf").arg(&link).arg("index.json"),
+    ))
+    .unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    for tag in ["1.0", "latest"] {
+        let pushed = registry.manifest("oe/minimal", tag).unwrap();
+        assert_eq!(pushed.digest, digest, "{tag}");
+        assert!(
+            log.contains(&format!("pushed {host}/oe/minimal:{tag}@{digest}")),
+            "{log}"
+        );
+    }
+    let digestfile = build
+        .workdir()
+        .join("push_container/core-image-minimal.digest");
+    assert_eq!(fs::read_to_string(digestfile).unwrap().trim(), digest);
+    assert!(!log.contains(TEST_PASSWORD), "{log}");
 }
 
 #[test]

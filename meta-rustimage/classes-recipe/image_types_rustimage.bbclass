@@ -5,11 +5,11 @@
 # `podman load`, `skopeo copy docker-archive:...` and containerd all accept
 # (a Docker archive and an OCI image layout in one); do_image_complete
 # deploys it with the link ${IMAGE_LINK_NAME}.docker-tar beside the image's
-# other files. Layers follow the image manifest: the files of the packages of
-# one recipe form one layer (merged down to RUSTIMAGE_MAX_LAYERS), and what
-# no package ships as is (passwd edits, ld.so.cache, update-alternatives
-# links, ...) goes into a final layer. Images that share package versions
-# share layers.
+# other files. Layers follow the image manifest: each package's files form
+# one layer (grouped by recipe, then merged, when there are more packages
+# than RUSTIMAGE_MAX_LAYERS allows), and what no package ships as is (passwd
+# edits, ld.so.cache, update-alternatives links, ...) goes into a final
+# layer. Images that share package versions share layers.
 #
 # Use: add meta-rustimage to BBLAYERS (its conf/layer.conf puts this class
 # into IMAGE_CLASSES) and write, in local.conf or the image recipe,
@@ -92,12 +92,13 @@
 #                             (--insecure, --ca-cert FILE, -q).
 #   RUSTIMAGE_PUSH_DIGESTFILE Where the pushed manifest digest is written.
 #
-# Credentials are never taken from BitBake variables (they would end up in
-# `bitbake -e` output and in the task's run script). rustimage push reads
-# $DOCKER_CONFIG/config.json, ~/.docker/config.json or $REGISTRY_AUTH_FILE,
-# as docker, podman and skopeo do. BitBake keeps HOME; to use DOCKER_CONFIG
-# or REGISTRY_AUTH_FILE, add them to BB_ENV_PASSTHROUGH_ADDITIONS (or set
-# them in local.conf): the task exports them when they are set.
+# Credentials are never taken from BitBake variables, nor is rustimage's
+# RUSTIMAGE_CREDS exported: they would end up in `bitbake -e` output and in
+# the task's run script. rustimage push reads $DOCKER_CONFIG/config.json,
+# ~/.docker/config.json or $REGISTRY_AUTH_FILE, as docker, podman and skopeo
+# do. BitBake keeps HOME; to use DOCKER_CONFIG or REGISTRY_AUTH_FILE, add
+# them to BB_ENV_PASSTHROUGH_ADDITIONS (or set them in local.conf): the task
+# exports them when they are set.
 
 IMAGE_TYPES:append = " docker-tar"
 
@@ -213,6 +214,7 @@ def rustimage_layer_rules(d):
     return bb.utils.which(d.getVar('BBPATH'), rules) or None
 
 def rustimage_layer_rules_checksum(d):
+    """The task's file-checksums entry for the layer rules file."""
     rules = rustimage_layer_rules(d)
     return '%s:True' % rules if rules else ''
 

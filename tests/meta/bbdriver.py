@@ -20,8 +20,9 @@ its signature covers and its base hash.
 
 `run` executes the tasks in order in this process with bb.build.exec_func
 (prefuncs, the task, postfuncs), in an environment emptied as
-bitbake-worker empties it. Run it under pseudo when a task is fakeroot, as
-BitBake runs fakeroot tasks.
+bitbake-worker empties it, with FAKEROOTENV or FAKEROOTNOENV and the
+task's [exports] applied as bitbake-worker applies them. Run it under pseudo when a task is fakeroot,
+as BitBake runs fakeroot tasks under pseudo.
 
 The `bb` package from PyPI (bitbake-setup) lacks BitBake's hashserv
 package, which bb.parse imports through bb.siggen; when it is missing the
@@ -38,6 +39,8 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Leave no __pycache__ in the source tree (stubs/ is imported from there).
+sys.dont_write_bytecode = True
 
 try:
     import hashserv  # noqa: F401  (a full BitBake checkout has it)
@@ -200,14 +203,35 @@ def cmd_parse(args):
 
 
 def run_task(d, task):
-    """What bb.build.exec_task does around a task, without stamps or logs."""
+    """Runs one task as bitbake-worker and bb.build.exec_task do, without
+    stamps or logs: FAKEROOTENV (fakeroot tasks) or FAKEROOTNOENV (others)
+    into the environment and the datastore, the task's [exports], then
+    prefuncs, the task and postfuncs."""
+    d = bb.data.createCopy(d)
+    saved = dict(os.environ)
+    fakeroot = bb.utils.to_boolean(d.getVarFlag(task, "fakeroot"))
+    for kv in (d.getVar("FAKEROOTENV" if fakeroot else "FAKEROOTNOENV") or "").split():
+        key, value = kv.split("=", 1)
+        os.environ[key] = value
+        d.setVar(key, value)
+        d.setVarFlag(key, "export", "1")
+    # A task's [exports]: variables exported when they are set.
+    for key in (d.getVarFlag(task, "exports") or "").split():
+        d.setVarFlag(key, "export", "1")
+        value = d.getVar(key)
+        if value is not None:
+            os.environ[key] = value
     d.setVar("BB_CURRENTTASK", task[3:] if task.startswith("do_") else task)
     d.setVar("BB_RUNTASK", task)
-    for f in (d.getVarFlag(task, "prefuncs") or "").split():
-        bb.build.exec_func(f, d)
-    bb.build.exec_func(task, d)
-    for f in (d.getVarFlag(task, "postfuncs") or "").split():
-        bb.build.exec_func(f, d)
+    try:
+        for f in (d.getVarFlag(task, "prefuncs") or "").split():
+            bb.build.exec_func(f, d)
+        bb.build.exec_func(task, d)
+        for f in (d.getVarFlag(task, "postfuncs") or "").split():
+            bb.build.exec_func(f, d)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def cmd_run(args):
