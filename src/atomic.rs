@@ -16,18 +16,53 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-fn temp_name(target: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
+/// `.NAME.rustimage-PID-`: every temporary name for `target` starts so,
+/// which lets a later run recognise the leftovers of a killed one.
+fn temp_prefix(target: &Path) -> String {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    format!(".{name}.rustimage-{}-", std::process::id())
+}
+
+fn temp_name(target: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
     parent(target).join(format!(
-        ".{name}.rustimage-{}-{}",
-        std::process::id(),
+        "{}{}",
+        temp_prefix(target),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Removes temporary siblings of `target` left by runs that were killed
+/// (their process is gone), so SIGKILL leaves no lasting debris.
+fn remove_leftovers(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let start = format!(".{name}.rustimage-");
+    let Ok(entries) = fs::read_dir(parent(target)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&start)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let p = e.path();
+            let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+        }
+    }
 }
 
 /// A file being written for `target`. On Linux it is an unnamed O_TMPFILE
@@ -60,12 +95,9 @@ impl AtomicFile {
                     Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
                 ) =>
             {
-                let name = target
-                    .file_name()
-                    .map(|n| format!(".{}.", n.to_string_lossy()))
-                    .unwrap_or_default();
+                remove_leftovers(target);
                 let tmp = tempfile::Builder::new()
-                    .prefix(&name)
+                    .prefix(&temp_prefix(target))
                     .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
                     .tempfile_in(&dir)?;
                 let (file, path) = tmp.into_parts();
@@ -85,6 +117,7 @@ impl AtomicFile {
 
     /// Puts the finished file at its target path, replacing what was there.
     pub fn commit(self) -> io::Result<()> {
+        remove_leftovers(&self.target);
         match self.named {
             Some(path) => path.persist(&self.target).map_err(|e| e.error),
             None => {
@@ -144,12 +177,9 @@ impl AtomicDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let name = target
-            .file_name()
-            .map(|n| format!(".{}.", n.to_string_lossy()))
-            .unwrap_or_default();
+        remove_leftovers(target);
         let tmp = tempfile::Builder::new()
-            .prefix(&name)
+            .prefix(&temp_prefix(target))
             .tempdir_in(parent(target))?;
         Ok(AtomicDir {
             tmp: Some(tmp),

@@ -15,6 +15,7 @@ pub mod build;
 pub mod cli;
 pub mod deploy;
 pub mod error;
+pub mod fuzzing;
 pub mod image;
 pub mod index;
 pub mod inspect;

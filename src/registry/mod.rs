@@ -5,7 +5,7 @@
 //! blobs. Docker v2 schema 2 types are used only when a registry refuses
 //! OCI ones.
 
-mod auth;
+pub mod auth;
 pub mod client;
 mod content;
 mod convert;

@@ -167,7 +167,6 @@ impl Rootfs {
         &self.inodes[id]
     }
 
-    #[cfg(test)]
     pub fn inodes(&self) -> &[Inode] {
         &self.inodes
     }
