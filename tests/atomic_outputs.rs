@@ -12,14 +12,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use tempfile::TempDir;
-
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("rustimage-atomic-")
-        .tempdir()
-        .unwrap()
-}
 
 /// A rootfs of incompressible content, `mib` MiB in 64 files.
 fn random_rootfs(dir: &Path, mib: usize) -> PathBuf {
@@ -101,7 +93,7 @@ fn a_full_disk_leaves_nothing_and_the_cache_usable() {
     if !require_all(&["mount", "umount"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("atomic");
     let root = random_rootfs(tmp.path(), 8);
     let small = Tmpfs::mount(&tmp.path().join("small"), "2m");
 
@@ -193,7 +185,7 @@ fn sigkill_midway_leaves_nothing_and_the_next_run_cleans_up() {
     if !require_root() {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("atomic");
     let root = random_rootfs(tmp.path(), 96);
     let out_dir = tmp.path().join("out");
     fs::create_dir_all(&out_dir).unwrap();

@@ -12,14 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
-use tempfile::TempDir;
-
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("rustimage-bad-")
-        .tempdir()
-        .unwrap()
-}
 
 /// Runs a build of `rootfs` into `dir/out/image.tar` expecting failure with
 /// `code`; checks the message and that `dir/out` stayed empty.
@@ -92,7 +84,7 @@ fn small_rootfs(dir: &Path) -> PathBuf {
 
 #[test]
 fn empty_random_and_unknown_files() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let empty = write(tmp.path(), "empty.tar", b"");
     let err = fails(tmp.path(), &empty, &[], 1, "empty file");
     assert!(err.contains("empty.tar"), "{err}");
@@ -117,7 +109,7 @@ fn truncated_and_corrupt_archives_of_every_compression() {
     if !require_all(&["tar", "gzip", "pbzip2", "xz", "zstd"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let root = small_rootfs(tmp.path());
     for c in COMPRESSIONS {
         let good = tmp.path().join(format!("good{}", tarball_suffix(c)));
@@ -146,7 +138,7 @@ fn truncated_and_corrupt_archives_of_every_compression() {
 
 #[test]
 fn tar_cut_at_an_entry_boundary_is_refused() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let full = raw_tar(&[
         (b"etc/", tar::EntryType::Directory, b"", b""),
         (b"etc/a", tar::EntryType::Regular, b"", b"hello"),
@@ -158,7 +150,7 @@ fn tar_cut_at_an_entry_boundary_is_refused() {
 
 #[test]
 fn entries_escaping_the_root_are_refused() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let cases: [(&str, Vec<u8>, &str); 5] = [
         (
             "dotdot.tar",
@@ -195,7 +187,7 @@ fn entries_escaping_the_root_are_refused() {
 
 #[test]
 fn unwritable_outputs_leave_nothing() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let root = small_rootfs(tmp.path());
     let run = |args: &[&str], needle: &str| {
         let out = run_fail(
@@ -247,7 +239,7 @@ fn a_read_only_filesystem_fails_cleanly() {
     if !require_root() {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let root = small_rootfs(tmp.path());
     let ro = tmp.path().join("ro");
     fs::create_dir_all(&ro).unwrap();
@@ -268,7 +260,7 @@ fn a_read_only_filesystem_fails_cleanly() {
 
 #[test]
 fn usage_mistakes_exit_2() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let root = small_rootfs(tmp.path());
     let out = tmp.path().join("x.tar");
     let o = out.to_str().unwrap();
@@ -311,7 +303,7 @@ fn usage_mistakes_exit_2() {
 
 #[test]
 fn inspect_refuses_what_is_not_an_image() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     let junk = write(
         tmp.path(),
         "junk.tar",
@@ -327,7 +319,7 @@ fn inspect_refuses_what_is_not_an_image() {
 
 #[test]
 fn limits_give_clear_errors() {
-    let tmp = tempdir();
+    let tmp = tempdir("bad");
     // A decompression bomb: 64 MiB of zeros in a few KiB of gzip.
     let mut tar = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();

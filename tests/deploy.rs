@@ -13,17 +13,9 @@ use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-use tempfile::TempDir;
 
 const IMAGE: &str = "core-image-minimal";
 const MACHINE: &str = "qemux86-64";
-
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("rustimage-deploy-")
-        .tempdir()
-        .unwrap()
-}
 
 /// Runs the example generator into `dir`; returns tmp/deploy.
 fn make_deploy(dir: &Path, args: &[&str]) -> PathBuf {
@@ -86,7 +78,7 @@ fn ipk_deb_rpm_and_pkgdata_give_the_same_layers() {
     if !require_all(&["python3", "zstd", "rpmbuild"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let mut seen = Vec::new();
     for (name, args) in [
         ("ipk", vec!["--backend", "ipk", "--no-pkgdata"]),
@@ -113,7 +105,7 @@ fn unpacked_image_equals_the_rootfs() {
     if !require_all(&["python3", "zstd", "umoci", "podman", "tar"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let deploy = make_deploy(&tmp.path().join("build"), &[]);
     let want = extracted_rootfs(&deploy, &tmp.path().join("want"));
     let archive = tmp.path().join("image.tar");
@@ -161,7 +153,7 @@ fn libc_lowest_and_the_image_specific_layer_last() {
     if !require_all(&["python3", "zstd"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let deploy = make_deploy(&tmp.path().join("build"), &[]);
     let layout = tmp.path().join("layout");
     let (summary, _) = build_deploy(&deploy, &["--oci-dir", layout.to_str().unwrap()]);
@@ -181,7 +173,7 @@ fn one_package_changed_changes_one_layer() {
     if !require_all(&["python3", "zstd"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let a = make_deploy(&tmp.path().join("a"), &[]);
     let b = make_deploy(&tmp.path().join("b"), &["--bump", "busybox"]);
     let out = tmp.path().join("out");
@@ -217,7 +209,7 @@ fn budget_and_rules_hold_and_the_image_stays_exact() {
     if !require_all(&["python3", "zstd", "umoci", "tar"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let deploy = make_deploy(
         &tmp.path().join("build"),
         &["--extra", "30", "--extra-mb", "2"],
@@ -269,7 +261,7 @@ fn missing_packages_warn_and_bad_inputs_fail_by_name() {
     if !require_all(&["python3", "zstd", "umoci", "tar"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let deploy = make_deploy(&tmp.path().join("build"), &["--no-pkgdata"]);
     let want = extracted_rootfs(&deploy, &tmp.path().join("want"));
     let ipk = deploy.join("ipk/core2_64/sudo_1.9.15p5-r0_core2_64.ipk");
@@ -347,7 +339,7 @@ fn cache_reuses_layers_and_survives_concurrent_builds() {
     if !require_all(&["python3", "zstd"]) {
         return;
     }
-    let tmp = tempdir();
+    let tmp = tempdir("deploy");
     let a = make_deploy(&tmp.path().join("a"), &[]);
     let b = make_deploy(&tmp.path().join("b"), &["--bump", "busybox"]);
     let cache = tmp.path().join("cache");

@@ -108,6 +108,10 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
 
 /// The final name (`PKG:<pkg>: name`) a runtime file gives its package.
 fn renamed(runtime: &Path, pkg: &str) -> Option<String> {
+    // A name from the file's text must not lead out of runtime/.
+    if pkg.is_empty() || pkg == "." || pkg == ".." || pkg.contains(['/', '\0']) {
+        return None;
+    }
     let text = fs::read_to_string(runtime).ok()?;
     let key = format!("PKG:{pkg}: ");
     text.lines()

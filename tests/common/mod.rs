@@ -90,6 +90,43 @@ pub fn require_all(tools: &[&str]) -> bool {
 // Running commands
 // ---------------------------------------------------------------------------
 
+/// A temporary directory named after the test file (`rustimage-NAME-`),
+/// removed when dropped.
+pub fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rustimage-{name}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// Paths `docker create` + `docker export` add to every image (Docker's
+/// init layer and .dockerenv); compare exports without them.
+pub const DOCKER_ADDS: [&str; 10] = [
+    ".dockerenv",
+    "dev/console",
+    "dev/pts",
+    "dev/shm",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/mtab",
+    "etc/resolv.conf",
+    "proc",
+    "sys",
+];
+
+/// The root filesystem of `image` as a container of the private engine
+/// sees it: created (not started), exported and extracted under `dir`.
+pub fn docker_export_tree(docker: &Docker, image: &str, dir: &Path) -> Tree {
+    let id = run_stdout(docker.docker(["create", image, "/nonexistent"]));
+    let exported = dir.join("docker-export.tar");
+    run_ok(docker.docker(["export", "-o"]).arg(&exported).arg(&id));
+    run_ok(docker.docker(["rm", &id]));
+    let dest = dir.join("docker-rootfs");
+    make_root_dir(&dest);
+    extract_tar(&exported, &dest);
+    snapshot(&dest)
+}
+
 /// The rustimage binary built by cargo for this test run.
 pub fn rustimage() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rustimage"))
