@@ -21,7 +21,7 @@ use crate::source::{Device, Entry, Rootfs};
 
 /// Bumped whenever the bytes written for the same entries change (tar
 /// layout, block sizes, compressor pinning), so old entries are not reused.
-const FORMAT: &str = "rustimage-layer-v1";
+const FORMAT: &str = "rustimage-layer-v2";
 
 pub struct Cache {
     dir: PathBuf,

@@ -65,7 +65,7 @@ impl Compression {
     fn block_size(self) -> usize {
         match self {
             Compression::Gzip => 1 << 20,
-            Compression::Zstd => 4 << 20,
+            Compression::Zstd => 2 << 20,
             Compression::None => 1 << 20,
         }
     }
@@ -236,7 +236,7 @@ fn build_all(
     let pool = BufPool::default();
     let abort = AtomicBool::new(false);
     // Each permit is one block between the producer and the blob file.
-    let permits = 2 * jobs + 2;
+    let permits = jobs + 2;
     let (permit_tx, permit_rx) = mpsc::channel::<()>();
     for _ in 0..permits {
         let _ = permit_tx.send(());
