@@ -145,7 +145,38 @@ def base_packages(bump):
     return pkgs
 
 
-def extra_packages(count, total_mb, bump):
+class ContentPool:
+    """File contents taken in turn from the regular files under a directory
+    (say /usr/lib: real ELF code and data), so that compression costs what
+    it costs on a real rootfs. Deterministic for a given directory."""
+
+    def __init__(self, root):
+        self.files = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for f in sorted(filenames):
+                p = os.path.join(dirpath, f)
+                if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) > 0:
+                    self.files.append(p)
+        if not self.files:
+            sys.exit(f"make-deploy.py: no files under {root}")
+        self.index, self.data, self.pos = 0, b"", 0
+
+    def take(self, n):
+        out = bytearray()
+        while len(out) < n:
+            if self.pos >= len(self.data):
+                with open(self.files[self.index % len(self.files)], "rb") as f:
+                    self.data = f.read()
+                self.index += 1
+                self.pos = 0
+            part = self.data[self.pos:self.pos + n - len(out)]
+            out += part
+            self.pos += len(part)
+        return bytes(out)
+
+
+def extra_packages(count, total_mb, bump, pool=None):
     """Synthetic packages for size: a realistic mix of small and big files."""
     pkgs = []
     per_pkg = (total_mb << 20) // max(count, 1)
@@ -160,7 +191,12 @@ def extra_packages(count, total_mb, bump):
             # are up to 16 KiB: about a hundred files per package.
             size = min(left, per_pkg // 6 if j % 40 == 0 else 1 + (j * 7919) % 16384)
             seed = f"{name}-{j}" + ("bump" if name in bump else "")
-            files.append(F(f"/usr/share/{name}/f{j:04d}", data=blob(seed, size)))
+            # The pool is read in the same order with or without --bump, so
+            # a bumped package changes its own files only.
+            data = pool.take(size) if pool else None
+            if data is None or name in bump:
+                data = blob(seed, size)
+            files.append(F(f"/usr/share/{name}/f{j:04d}", data=data))
             left -= size
             j += 1
         pkgv = "1.0" + ("+bump1" if name in bump else "")
@@ -463,11 +499,14 @@ def main():
     ap.add_argument("--drop", action="append", default=[], help="leave this package out of the image")
     ap.add_argument("--extra", type=int, default=0, help="add this many synthetic packages")
     ap.add_argument("--extra-mb", type=int, default=4, help="total size of the synthetic packages")
+    ap.add_argument("--content-from", metavar="DIR",
+                    help="fill the synthetic packages with the bytes of the files under DIR")
     ap.add_argument("--rootfs-compression", choices=["zst", "xz", "none"],
                     default="zst" if shutil.which("zstd") else "xz")
     args = ap.parse_args()
 
-    pkgs = base_packages(set(args.bump)) + extra_packages(args.extra, args.extra_mb, set(args.bump))
+    pool = ContentPool(args.content_from) if args.content_from else None
+    pkgs = base_packages(set(args.bump)) + extra_packages(args.extra, args.extra_mb, set(args.bump), pool)
     pkgs = [p for p in pkgs if p.name not in args.drop]
     tmp = os.path.join(args.out, "tmp")
     deploy = os.path.join(tmp, "deploy")

@@ -207,7 +207,8 @@ pub struct BuildArgs {
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
-    /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
+    /// Compression level (gzip 0-12, libdeflate's levels, default 6; zstd
+    /// 1-19, default 3).
     #[arg(long, value_name = "N")]
     pub compression_level: Option<i32>,
     /// Threads compressing layers (default: the number of cores). The

@@ -54,7 +54,8 @@ impl Compression {
 
     pub fn levels(self) -> std::ops::RangeInclusive<i32> {
         match self {
-            Compression::Gzip => 0..=9,
+            // libdeflate's levels; 12 is its slowest and smallest.
+            Compression::Gzip => 0..=12,
             Compression::Zstd => 1..=19,
             Compression::None => 0..=0,
         }

@@ -8,6 +8,8 @@ use tar::{EntryType, Header};
 
 use crate::source::{Device, Entry, InodeId, Meta, NodeId, Rootfs};
 
+/// Read buffer for file contents.
+const READ_BUF: usize = 256 << 10;
 /// Largest value the 8-byte octal uid/gid fields hold.
 const MAX_OCTAL_ID: u64 = 0o7777777;
 /// Largest size the 12-byte octal size field holds.
@@ -64,8 +66,13 @@ pub fn write_layer<W: Write>(
                     )
                     .map_err(fail)?;
                     let content = rootfs.open(*ino).map_err(fail)?;
+                    // Big reads: tar copies through an 8 KiB buffer, which
+                    // would be a syscall per 8 KiB of content.
+                    let cap = usize::try_from(inode.size)
+                        .unwrap_or(READ_BUF)
+                        .clamp(1, READ_BUF);
                     let exact = Exact {
-                        inner: content,
+                        inner: io::BufReader::with_capacity(cap, content),
                         left: inode.size,
                     };
                     append(&mut builder, &h, &pax, exact).map_err(fail)?;

@@ -11,7 +11,7 @@ use tar::EntryType;
 
 use super::catalog::Catalog;
 use super::decompress::{self, Format};
-use super::spool::{self, Spool};
+use super::spool::Spool;
 use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
 
 const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
@@ -191,9 +191,7 @@ impl<'a> Reader<'a> {
                     content: Content::Spool(offset),
                     digest: None,
                 });
-                self.spool.end_file(inode).map_err(|e| {
-                    Error::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
-                })?;
+                self.spool.end_file(inode);
                 Entry::File(inode)
             }
             EntryType::Link => {
@@ -310,25 +308,14 @@ impl<'a> Reader<'a> {
         entry: &mut tar::Entry<'_, R>,
         size: &mut u64,
     ) -> Result<(), SpoolError> {
-        loop {
-            let mut buf = self.spool.buffer();
-            buf.resize(spool::CHUNK, 0);
-            let mut filled = 0;
-            // Fill the chunk: fewer, larger messages to the writer.
-            while filled < buf.len() {
-                match entry.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(SpoolError::Read(e)),
-                }
+        let expected = entry.size();
+        match self.spool.copy(entry, expected) {
+            Ok(Ok(n)) => {
+                *size = n;
+                Ok(())
             }
-            buf.truncate(filled);
-            if filled == 0 {
-                return Ok(());
-            }
-            *size += filled as u64;
-            self.spool.send(buf).map_err(SpoolError::Write)?;
+            Ok(Err(read)) => Err(SpoolError::Read(read)),
+            Err(write) => Err(SpoolError::Write(write)),
         }
     }
 }
