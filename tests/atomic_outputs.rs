@@ -201,6 +201,9 @@ fn sigkill_midway_leaves_nothing_and_the_next_run_cleans_up() {
         layout.to_str().unwrap(),
         "--compression",
         "gzip",
+        // Slow on purpose, so every kill lands mid-build on any machine.
+        "--compression-level",
+        "12",
         "--jobs",
         "1",
     ];
@@ -254,6 +257,8 @@ fn sigkill_midway_leaves_nothing_and_the_next_run_cleans_up() {
             "@0",
             "--compression",
             "gzip",
+            "--compression-level",
+            "12",
             "--rootfs",
         ])
         .arg(&root)

@@ -273,8 +273,8 @@ fn usage_mistakes_exit_2() {
             "--created 'yesterday'",
         ),
         (
-            &["-o", o, "--compression-level", "12"],
-            "--compression-level 12",
+            &["-o", o, "--compression-level", "13"],
+            "--compression-level 13",
         ),
         (&["-o", o, "--expose", "99999"], "--expose '99999'"),
         (&["-o", o, "--entrypoint", "[\"sh\","], "--entrypoint"),
