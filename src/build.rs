@@ -5,19 +5,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::cli::{BuildArgs, UsageError};
+use crate::cli::BuildArgs;
 use crate::error::Error;
 use crate::image::{self, Image};
 use crate::progress::Progress;
 use crate::{deploy, layers, ownership, plan, sinks, source};
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
-    if args.output.is_none() && args.oci_dir.is_none() && args.push.is_none() {
-        return Err(
-            UsageError("no output: give -o FILE, --oci-dir DIR and/or --push REF".into()).into(),
-        );
-    }
-    let push_target = args.push.as_deref().map(crate::push::target).transpose()?;
+    let push_target = args.outputs.check()?;
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     let spec = args.spec(sde.as_deref())?;
     let (compression, level) = args.compression()?;
@@ -119,18 +114,18 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     timer.mark("layers written");
     let image = image::assemble(&spec, &plans, built)?;
     let files = sinks::Files::of_image(&image)?;
-    if let Some(out) = &args.output {
+    if let Some(out) = &args.outputs.output {
         sinks::archive::write(&files, out)?;
         progress.note(&format!("wrote {}", out.display()));
     }
-    if let Some(dir) = &args.oci_dir {
+    if let Some(dir) = &args.outputs.oci_dir {
         sinks::ocidir::write(&files, dir)?;
         progress.note(&format!("wrote {}", dir.display()));
     }
     if let Some(target) = &push_target {
         let content = crate::registry::from_image(&image, target);
-        let report = crate::push::send(target, &content, &args.registry, &progress)?;
-        crate::push::finish(target, &report, &args.registry, &progress, false)?;
+        let report = crate::push::send(target, &content, &args.outputs.registry, &progress)?;
+        crate::push::finish(target, &report, &args.outputs.registry, &progress, false)?;
     }
     timer.mark("outputs written");
     if args.json {
@@ -195,10 +190,11 @@ impl Inputs {
 }
 
 fn outputs(args: &BuildArgs) -> impl Iterator<Item = &Path> {
-    args.output
+    args.outputs
+        .output
         .iter()
         .filter(|p| p.as_os_str() != "-")
-        .chain(args.oci_dir.iter())
+        .chain(args.outputs.oci_dir.iter())
         .map(PathBuf::as_path)
 }
 

@@ -67,6 +67,40 @@ pub struct RegistryArgs {
     pub timeout: u64,
 }
 
+/// Where an image (or index) goes; at least one is needed.
+#[derive(Args, Debug)]
+pub struct Outputs {
+    /// Write a tar that `docker load`, `podman load` and skopeo accept
+    /// (Docker archive and OCI layout in one; an index is OCI only);
+    /// `-` for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write an OCI image layout directory (replacing an earlier layout there).
+    #[arg(long, value_name = "DIR")]
+    pub oci_dir: Option<PathBuf>,
+    /// Push to a registry: [HOST[:PORT]/]PATH/NAME[:TAG].
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl Outputs {
+    /// The registry target, checked before any work; a usage error when
+    /// no output at all is given.
+    pub fn check(&self) -> Result<Option<crate::registry::Target>, UsageError> {
+        if self.output.is_none() && self.oci_dir.is_none() && self.push.is_none() {
+            return Err(usage(
+                "no output: give -o FILE, --oci-dir DIR and/or --push REF",
+            ));
+        }
+        self.push
+            .as_deref()
+            .map(|r| crate::registry::Target::parse(r).map_err(UsageError))
+            .transpose()
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PushArgs {
     /// An archive written by `build -o`, or an OCI layout directory.
@@ -140,18 +174,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
 
-    /// Write a tar that `docker load`, `podman load` and skopeo accept
-    /// (Docker archive and OCI layout in one); `-` for stdout.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Write an OCI image layout directory (replacing an earlier layout there).
-    #[arg(long, value_name = "DIR")]
-    pub oci_dir: Option<PathBuf>,
-    /// Push the image to a registry: [HOST[:PORT]/]PATH/NAME[:TAG].
-    #[arg(long, value_name = "REF")]
-    pub push: Option<String>,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub outputs: Outputs,
 
     /// Image name and tag, NAME[:TAG] (repeatable; TAG defaults to latest).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]

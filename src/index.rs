@@ -10,7 +10,7 @@ use clap::Args;
 use oci_spec::image::MediaType;
 use serde_json::Value;
 
-use crate::cli::{RegistryArgs, UsageError};
+use crate::cli::UsageError;
 use crate::error::Error;
 use crate::image::{self, Tag};
 use crate::layout::{self, Layout};
@@ -23,23 +23,14 @@ pub struct IndexArgs {
     /// Image archives or OCI layout directories holding one image each.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
-    /// Write an OCI archive (a tar of the layout) holding the index.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Write an OCI layout directory holding the index.
-    #[arg(long, value_name = "DIR")]
-    pub oci_dir: Option<PathBuf>,
-    /// Push the index (after its images) to REF.
-    #[arg(long, value_name = "REF")]
-    pub push: Option<String>,
+    #[command(flatten)]
+    pub outputs: crate::cli::Outputs,
     /// Name for the index in the archive or layout (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
     /// Index annotation KEY=VALUE (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
     /// No progress output; only errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -58,12 +49,7 @@ struct Member {
 }
 
 pub fn run(args: &IndexArgs) -> Result<(), Error> {
-    if args.output.is_none() && args.oci_dir.is_none() && args.push.is_none() {
-        return Err(
-            UsageError("no output: give -o FILE, --oci-dir DIR and/or --push REF".into()).into(),
-        );
-    }
-    let target = args.push.as_deref().map(crate::push::target).transpose()?;
+    let target = args.outputs.check()?;
     let tags = args
         .tags
         .iter()
@@ -117,19 +103,19 @@ pub fn run(args: &IndexArgs) -> Result<(), Error> {
     };
 
     let progress = Progress::new(args.quiet || args.json);
-    if args.output.is_some() || args.oci_dir.is_some() {
+    if args.outputs.output.is_some() || args.outputs.oci_dir.is_some() {
         let files = files(&members, &index, &tags)?;
-        if let Some(out) = &args.output {
+        if let Some(out) = &args.outputs.output {
             sinks::archive::write(&files, out)?;
         }
-        if let Some(dir) = &args.oci_dir {
+        if let Some(dir) = &args.outputs.oci_dir {
             sinks::ocidir::write(&files, dir)?;
         }
     }
     if let Some(target) = &target {
         let content = content(&members, &index);
-        let report = crate::push::send(target, &content, &args.registry, &progress)?;
-        crate::push::finish(target, &report, &args.registry, &progress, false)?;
+        let report = crate::push::send(target, &content, &args.outputs.registry, &progress)?;
+        crate::push::finish(target, &report, &args.outputs.registry, &progress, false)?;
     }
     if args.json {
         let platforms: Vec<Value> = members

@@ -18,12 +18,6 @@ const IMAGE: &str = "core-image-minimal";
 const MACHINE: &str = "qemux86-64";
 
 /// Runs the example generator into `dir`; returns tmp/deploy.
-fn make_deploy(dir: &Path, args: &[&str]) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("example/make-deploy.py");
-    run_ok(Command::new("python3").arg(script).arg(dir).args(args));
-    dir.join("tmp/deploy")
-}
-
 fn build_deploy(deploy: &Path, extra: &[&str]) -> (Value, String) {
     let out = run_ok(
         rustimage()

@@ -26,14 +26,7 @@ fn ready() -> bool {
 /// Builds the example image (optionally with one package changed) into an
 /// archive; returns its path and the build summary.
 fn archive(dir: &Path, name: &str, deploy_args: &[&str]) -> (PathBuf, Value) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("example/make-deploy.py");
-    let build = dir.join(format!("{name}-build"));
-    run_ok(
-        Command::new("python3")
-            .arg(script)
-            .arg(&build)
-            .args(deploy_args),
-    );
+    let deploy = make_deploy(&dir.join(format!("{name}-build")), deploy_args);
     let out = dir.join(format!("{name}.tar"));
     let summary = run_ok(
         rustimage()
@@ -46,7 +39,7 @@ fn archive(dir: &Path, name: &str, deploy_args: &[&str]) -> (PathBuf, Value) {
                 MACHINE,
                 "--deploy-dir",
             ])
-            .arg(build.join("tmp/deploy"))
+            .arg(deploy)
             .arg("-o")
             .arg(&out),
     );

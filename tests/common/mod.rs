@@ -127,6 +127,14 @@ pub fn docker_export_tree(docker: &Docker, image: &str, dir: &Path) -> Tree {
     snapshot(&dest)
 }
 
+/// An OE-like build output in `dir` from example/make-deploy.py (with
+/// `args`); returns its tmp/deploy.
+pub fn make_deploy(dir: &Path, args: &[&str]) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("example/make-deploy.py");
+    run_ok(Command::new("python3").arg(script).arg(dir).args(args));
+    dir.join("tmp/deploy")
+}
+
 /// The rustimage binary built by cargo for this test run.
 pub fn rustimage() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rustimage"))
