@@ -21,7 +21,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=c3dbb945207a9826072fb11717e959e6"
 # (scripts/update-crates-inc there; cargo builds with --frozen).
 RUSTIMAGE_GIT_URI ?= "git://github.com/rustimage/rustimage.git;protocol=https;branch=main"
 SRC_URI = "${RUSTIMAGE_GIT_URI}"
-SRCREV = "52a9643cfb15a8d0f7957fff68fa05b2d7bb5934"
+SRCREV = "aad1ccae3c400362b8ecf5c656a6fa8a7d052db2"
 
 # S is the default ${UNPACKDIR}/${BP}, where the git fetcher unpacks
 # (whinlatter and later); Cargo.toml is at its top (CARGO_SRC_DIR "").
