@@ -14,25 +14,9 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-const IMAGE: &str = "core-image-minimal";
-const MACHINE: &str = "qemux86-64";
-
-/// Runs the example generator into `dir`; returns tmp/deploy.
+/// Builds the example image from `deploy`; the JSON summary and stderr.
 fn build_deploy(deploy: &Path, extra: &[&str]) -> (Value, String) {
-    let out = run_ok(
-        rustimage()
-            .args([
-                "build",
-                "--json",
-                "--image",
-                IMAGE,
-                "--machine",
-                MACHINE,
-                "--deploy-dir",
-            ])
-            .arg(deploy)
-            .args(extra),
-    );
+    let out = run_ok(build_deploy_cmd(deploy).args(extra));
     (
         serde_json::from_slice(&out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),

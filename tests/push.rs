@@ -16,9 +16,6 @@ use common::registry::*;
 use common::*;
 use serde_json::Value;
 
-const IMAGE: &str = "core-image-minimal";
-const MACHINE: &str = "qemux86-64";
-
 fn ready() -> bool {
     require_registry() && require_all(&["python3", "zstd", "skopeo"])
 }
@@ -28,21 +25,7 @@ fn ready() -> bool {
 fn archive(dir: &Path, name: &str, deploy_args: &[&str]) -> (PathBuf, Value) {
     let deploy = make_deploy(&dir.join(format!("{name}-build")), deploy_args);
     let out = dir.join(format!("{name}.tar"));
-    let summary = run_ok(
-        rustimage()
-            .args([
-                "build",
-                "--json",
-                "--image",
-                IMAGE,
-                "--machine",
-                MACHINE,
-                "--deploy-dir",
-            ])
-            .arg(deploy)
-            .arg("-o")
-            .arg(&out),
-    );
+    let summary = run_ok(build_deploy_cmd(&deploy).arg("-o").arg(&out));
     (out, serde_json::from_slice(&summary.stdout).unwrap())
 }
 
@@ -443,28 +426,12 @@ fn build_push_and_index_push() {
         return;
     }
     let tmp = tempdir("push");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("example/make-deploy.py");
-    run_ok(
-        Command::new("python3")
-            .arg(script)
-            .arg(tmp.path().join("b")),
-    );
-    let deploy = tmp.path().join("b/tmp/deploy");
+    let deploy = make_deploy(&tmp.path().join("b"), &[]);
     let reg = Registry::plain();
     let digestfile = tmp.path().join("digest");
     let reference = format!("{}/oe/direct:1", reg.host());
     let out = run_ok(
-        rustimage()
-            .args([
-                "build",
-                "--json",
-                "--image",
-                IMAGE,
-                "--machine",
-                MACHINE,
-                "--deploy-dir",
-            ])
-            .arg(&deploy)
+        build_deploy_cmd(&deploy)
             .args(["--push", &reference, "--insecure", "--digestfile"])
             .arg(&digestfile),
     );

@@ -135,6 +135,27 @@ pub fn make_deploy(dir: &Path, args: &[&str]) -> PathBuf {
     dir.join("tmp/deploy")
 }
 
+/// The example image's name and machine (make-deploy.py's defaults).
+pub const IMAGE: &str = "core-image-minimal";
+pub const MACHINE: &str = "qemux86-64";
+
+/// `rustimage build --json` of the example image from a deploy dir; add
+/// outputs and flags.
+pub fn build_deploy_cmd(deploy: &Path) -> Command {
+    let mut cmd = rustimage();
+    cmd.args([
+        "build",
+        "--json",
+        "--image",
+        IMAGE,
+        "--machine",
+        MACHINE,
+        "--deploy-dir",
+    ])
+    .arg(deploy);
+    cmd
+}
+
 /// The rustimage binary built by cargo for this test run.
 pub fn rustimage() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rustimage"))
@@ -1051,7 +1072,7 @@ pub fn spawn_tied(mut cmd: Command) -> Child {
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL and reap.
-fn terminate(child: &mut Child, grace: Duration) {
+pub(crate) fn terminate(child: &mut Child, grace: Duration) {
     if child.try_wait().ok().flatten().is_some() {
         return;
     }

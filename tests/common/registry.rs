@@ -230,24 +230,6 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// SIGTERM, wait up to `grace`, then SIGKILL and reap.
-fn stop_child(child: &mut Child, grace: Duration) {
-    if child.try_wait().ok().flatten().is_some() {
-        return;
-    }
-    // SAFETY: plain kill(2) on our own child's pid, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// A fresh directory `/tmp/rustimage-registry-<pid>-<what>-<n>`, after
 /// removing those left by test processes that no longer exist.
 fn new_dir(what: &str) -> PathBuf {
@@ -1675,7 +1657,7 @@ impl Registry {
                 break;
             }
             if Instant::now() > deadline {
-                stop_child(&mut child, Duration::from_secs(5));
+                super::terminate(&mut child, Duration::from_secs(5));
                 panic!(
                     "docker-registry not ready on {} after 30 s:\n--- registry log ---\n{}",
                     self.host(),
@@ -1887,7 +1869,7 @@ http:
     /// directory stays until drop.
     pub fn stop(&self) {
         if let Some(mut child) = lock(&self.child).take() {
-            stop_child(&mut child, Duration::from_secs(10));
+            super::terminate(&mut child, Duration::from_secs(10));
         }
     }
 
