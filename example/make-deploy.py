@@ -54,8 +54,12 @@ def blob(seed, size, text_ratio=0.7):
 class F:
     """One entry a package ships."""
 
-    def __init__(self, path, kind="file", data=b"", mode=None, uid=0, gid=0, target=None):
+    def __init__(self, path, kind="file", data=b"", mode=None, uid=0, gid=0, target=None,
+                 to_dir=False):
         self.path = path.lstrip("/")
+        # A symlink that resolves to a directory: OE's package split walks
+        # it as a directory, so pkgdata's FILES_INFO does not list it.
+        self.to_dir = to_dir
         self.kind = kind  # file, dir, symlink, hardlink
         self.data = data
         self.mode = mode if mode is not None else (0o755 if kind == "dir" else 0o644)
@@ -93,6 +97,7 @@ def base_packages(bump):
             F("/etc/issue", data=b"Poky (Yocto Project Reference Distro) \\n \\l\n"),
             F("/etc/profile", data=d("base-files", "profile", 900)),
             F("/home", "dir"), F("/var", "dir"), F("/var/log", "dir"),
+            F("/var/run", "symlink", target="../run", to_dir=True),
             F("/var/spool/mail", "dir", mode=0o2775, gid=8),
         ]),
         Pkg("base-passwd", "base-passwd", TUNE_ARCH, v("base-passwd", "3.6.3"), files=[
@@ -407,7 +412,7 @@ def write_pkgdata(pkgs, pkgdata):
                 files["/" + f.path] = len(f.data)
             elif f.kind == "hardlink":
                 files["/" + f.path] = len(next(g for g in p.files if g.path == f.target).data)
-            elif f.kind == "symlink":
+            elif f.kind == "symlink" and not f.to_dir:
                 files["/" + f.path] = len(f.target)
         deps = " ".join(f"{by_final[d].runtime} (>= 0)" if d in by_final else d for d in p.depends)
         lines = [f"PN: {p.recipe}", f"PKGV: {p.pkgv}", f"PKGR: {p.pkgr}", f"PKG:{rt}: {p.name}",

@@ -9,7 +9,11 @@
 //! unpacked image is always exactly the rootfs. Directories enter layers
 //! only as parents of their entries, with the rootfs's metadata: that way
 //! every kind of package information (file lists with or without
-//! directories) gives the same layers.
+//! directories) gives the same layers. A symlink that leads to a directory
+//! in the rootfs counts as a directory, for the same reason: pkgdata's
+//! FILES_INFO leaves such links out (OE's package split walks them as
+//! directories) while ipk, deb and rpm list them, so only treating them
+//! alike in every mode keeps the layers independent of the input.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -186,7 +190,7 @@ fn assign(rootfs: &Rootfs, owners: &[Owner]) -> Vec<Option<usize>> {
             let Some(id) = rootfs.find(&c.path) else {
                 continue;
             };
-            if !matches(rootfs, id, &c.kind) {
+            if !matches(rootfs, id, &c.kind) || leads_to_dir(rootfs, id) {
                 continue;
             }
             claimed[id] = match claimed[id] {
@@ -233,6 +237,56 @@ fn matches(rootfs: &Rootfs, id: NodeId, kind: &ClaimKind) -> bool {
         (ClaimKind::Symlink(want), Entry::Symlink { target, .. }) => want == target,
         _ => false,
     }
+}
+
+/// True for a symlink that resolves to a directory of the rootfs, resolved
+/// as the kernel would with the rootfs as `/`.
+fn leads_to_dir(rootfs: &Rootfs, id: NodeId) -> bool {
+    let node = &rootfs.nodes()[id];
+    let Entry::Symlink { target, .. } = &node.entry else {
+        return false;
+    };
+    let mut dir: Vec<&[u8]> = node.path.split(|&b| b == b'/').collect();
+    dir.pop();
+    let mut hops = MAX_SYMLINK_HOPS;
+    follow(rootfs, dir, target, &mut hops)
+        .and_then(|p| rootfs.find(&p.join(&b'/')))
+        .is_some_and(|n| matches!(rootfs.nodes()[n].entry, Entry::Dir(_)))
+}
+
+/// Linux's limit on symlinks followed in one lookup (MAXSYMLINKS).
+const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// The components `target` leads to from directory `dir`, following
+/// symlinks on the way; `None` when a component is missing or the links
+/// loop.
+fn follow<'a>(
+    rootfs: &'a Rootfs,
+    mut dir: Vec<&'a [u8]>,
+    target: &'a [u8],
+    hops: &mut u32,
+) -> Option<Vec<&'a [u8]>> {
+    if target.starts_with(b"/") {
+        dir.clear();
+    }
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                dir.pop();
+            }
+            name => {
+                dir.push(name);
+                let id = rootfs.find(&dir.join(&b'/'))?;
+                if let Entry::Symlink { target, .. } = &rootfs.nodes()[id].entry {
+                    *hops = hops.checked_sub(1)?;
+                    dir.pop();
+                    dir = follow(rootfs, dir, target, hops)?;
+                }
+            }
+        }
+    }
+    Some(dir)
 }
 
 /// For each owner, how many owners of the image depend on it, directly or
@@ -297,5 +351,43 @@ mod tests {
             owner("cycle-b", &["cycle-a"]),
         ];
         assert_eq!(dependents(&owners), vec![0, 1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn symlinks_to_directories_are_found_as_the_kernel_resolves_them() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        for d in ["etc/ssl/certs", "usr/lib/ssl", "usr/share/zoneinfo/Europe"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("usr/share/zoneinfo/Europe/Paris"), b"tz").unwrap();
+        let links: &[(&str, &str, bool)] = &[
+            ("usr/lib/ssl/certs", "/etc/ssl/certs", true),
+            ("usr/lib/ssl/up", "../../../etc/ssl", true),
+            ("usr/lib/ssl/escape", "../../../../../../etc", true),
+            ("usr/share/zoneinfo/posix", ".", true),
+            ("usr/share/zoneinfo/Paris", "Europe/Paris", false),
+            ("usr/share/zoneinfo/via", "posix/Europe", true),
+            ("usr/share/zoneinfo/viafile", "posix/Europe/Paris", false),
+            ("usr/share/zoneinfo/dangling", "nowhere", false),
+            ("usr/share/zoneinfo/loop", "loop", false),
+            ("usr/share/zoneinfo/chain", "via/../posix", true),
+        ];
+        for (path, target, _) in links {
+            symlink(target, root.join(path)).unwrap();
+        }
+        let opts = crate::source::ScanOptions {
+            hash: false,
+            tmpdir: tmp.path().to_path_buf(),
+            max_size: u64::MAX,
+        };
+        let rootfs = crate::source::scan(&root, &opts, &|_| {}).unwrap();
+        for (path, _, want) in links {
+            let id = rootfs.find(path.as_bytes()).unwrap();
+            assert_eq!(leads_to_dir(&rootfs, id), *want, "{path}");
+        }
+        let dir = rootfs.find(b"etc/ssl").unwrap();
+        assert!(!leads_to_dir(&rootfs, dir), "a directory is not a link");
     }
 }
