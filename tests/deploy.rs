@@ -347,11 +347,28 @@ fn cache_reuses_layers_and_survives_concurrent_builds() {
     assert_eq!(blobs(&cache), 14, "only busybox's layer is new");
     assert_ne!(bumped["manifest"], first["manifest"]);
 
-    // A damaged cache entry is noticed and rebuilt, not served.
+    // A damaged cache entry is noticed and rebuilt, not served: judged by
+    // the blobs the layout got, not by what rustimage says of them.
     let victim = first["layers"][0]["digest"].as_str().unwrap()[7..].to_string();
     fs::write(cache.join("blobs/sha256").join(&victim), b"garbage").unwrap();
     let healed = build(&a, &tmp.path().join("o5"));
     assert_eq!(healed, first);
+    assert_layout_blobs_match(&tmp.path().join("o5"));
+
+    // So is a record whose diff_id was edited: the config must get the
+    // diff_id of what the layer really decompresses to.
+    let mut edited = 0;
+    for record in fs::read_dir(cache.join("layers")).unwrap() {
+        let path = record.unwrap().path();
+        let mut rec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        rec["diff_id"] = format!("sha256:{}", "0".repeat(64)).into();
+        fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+        edited += 1;
+    }
+    assert!(edited >= 13, "{edited} records");
+    let trusted_nothing = build(&a, &tmp.path().join("o6"));
+    assert_eq!(trusted_nothing, first);
+    assert_layout_blobs_match(&tmp.path().join("o6"));
 
     // Two builds at once into one cache.
     let fresh = tmp.path().join("cache2");
@@ -383,4 +400,36 @@ fn cache_reuses_layers_and_survives_concurrent_builds() {
         fs::read(tmp.path().join("p2/index.json")).unwrap()
     );
     assert_eq!(blobs(&fresh), 13);
+}
+
+/// Every blob of the layout's image hashes to its digest, and every layer
+/// decompresses to the config's diff_id for it.
+fn assert_layout_blobs_match(layout: &Path) {
+    use std::io::Read;
+    let blob = |digest: &str| layout.join("blobs/sha256").join(&digest[7..]);
+    let json = |digest: &str| -> Value {
+        serde_json::from_slice(&fs::read(blob(digest)).unwrap()).unwrap()
+    };
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = json(manifest_digest);
+    let config = json(manifest["config"]["digest"].as_str().unwrap());
+    let layers = manifest["layers"].as_array().unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len());
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        let digest = layer["digest"].as_str().unwrap();
+        let bytes = fs::read(blob(digest)).unwrap();
+        assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), digest);
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&tar)),
+            diff_id.as_str().unwrap(),
+            "layer {digest}"
+        );
+    }
 }

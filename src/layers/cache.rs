@@ -5,7 +5,9 @@
 //! Layout: `blobs/sha256/<digest>` and `layers/<key>` (a small JSON record
 //! of digest, diff_id, size, media type). Entries are written under
 //! temporary names and renamed, so builds sharing the directory never see
-//! a partial entry; a blob is checked against its digest before use.
+//! a partial entry. A record is trusted for nothing it says: before use the
+//! blob is read whole and decompressed, and its digest, size and diff_id
+//! must all match the record, else the layer is rebuilt.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -63,10 +65,9 @@ impl Cache {
             return None;
         }
         let path = self.blob_path(&rec.digest)?;
-        let mut file = File::open(&path).ok()?;
-        let (digest, size) = digest_of(&mut file).ok()?;
-        if digest != rec.digest || size != rec.size {
-            // Damaged or half-copied by hand: rebuild and overwrite.
+        let found = check_blob(&path, compression).ok()?;
+        if found != (rec.digest.clone(), rec.size, rec.diff_id.clone()) {
+            // Damaged, edited or half-copied by hand: rebuild and overwrite.
             return None;
         }
         Some(Layer {
@@ -114,6 +115,50 @@ impl Cache {
 
     pub fn put_package(&self, key: &str, data: &[u8]) -> io::Result<()> {
         crate::atomic::write_file(&self.dir.join("packages").join(key), data)
+    }
+}
+
+/// Reads a blob whole: (digest, size) of its bytes and the diff_id of what
+/// it decompresses to.
+fn check_blob(path: &Path, compression: Compression) -> io::Result<(String, u64, String)> {
+    let mut blob = Hashing {
+        inner: File::open(path)?,
+        hash: Sha256::new(),
+        size: 0,
+    };
+    let diff_id = {
+        let mut tar: Box<dyn Read + '_> = match compression {
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut blob)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&mut blob)?),
+            Compression::None => Box::new(&mut blob),
+        };
+        let mut h = Hashing {
+            inner: &mut tar,
+            hash: Sha256::new(),
+            size: 0,
+        };
+        io::copy(&mut h, &mut io::sink())?;
+        format!("sha256:{}", hex(&h.hash.finalize()))
+    };
+    // Bytes after the last member still count for the digest.
+    io::copy(&mut blob, &mut io::sink())?;
+    let digest = format!("sha256:{}", hex(&blob.hash.finalize()));
+    Ok((digest, blob.size, diff_id))
+}
+
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
     }
 }
 

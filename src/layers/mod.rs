@@ -201,13 +201,7 @@ pub fn build(
         .iter()
         .map(|p| cache::key(rootfs, p, settings))
         .collect();
-    let mut found: Vec<Option<Layer>> = keys
-        .iter()
-        .map(|k| {
-            k.as_deref()
-                .and_then(|k| cache.get(k, settings.compression))
-        })
-        .collect();
+    let mut found = lookup(cache, &keys, settings);
     let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
     let todo: Vec<LayerPlan> = missing.iter().map(|&i| plans[i].clone()).collect();
     let built = build_all(rootfs, &todo, settings, progress)?;
@@ -225,6 +219,30 @@ pub fn build(
         .into_iter()
         .map(|l| l.ok_or_else(|| Error::Internal("a layer went missing".into())))
         .collect()
+}
+
+/// The cached layer of each key, checked on `settings.jobs` threads: each
+/// check decompresses the whole blob.
+fn lookup(cache: &Cache, keys: &[Option<String>], settings: &Settings) -> Vec<Option<Layer>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found: Mutex<Vec<Option<Layer>>> = Mutex::new(keys.iter().map(|_| None).collect());
+    thread::scope(|s| {
+        for _ in 0..settings.jobs.clamp(1, keys.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(key) = keys.get(i) else { break };
+                    let layer = key
+                        .as_deref()
+                        .and_then(|k| cache.get(k, settings.compression));
+                    if let Ok(mut all) = found.lock() {
+                        all[i] = layer;
+                    }
+                }
+            });
+        }
+    });
+    found.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 fn build_all(
