@@ -65,17 +65,55 @@ fn remove_leftovers(target: &Path) {
     }
 }
 
-/// A file being written for `target`. On Linux it is an unnamed O_TMPFILE
-/// file, so a killed run leaves no trace at all; elsewhere (or on
-/// filesystems without O_TMPFILE) a hidden temporary name removed on drop.
+/// A file being written for `target`. A regular file (or nothing) at the
+/// target is replaced atomically: the data goes to an unnamed O_TMPFILE
+/// file (so a killed run leaves no trace at all), or, on filesystems
+/// without O_TMPFILE, to a hidden temporary name removed on drop, and takes
+/// the target's name on commit. A symlink is followed, so the file it
+/// points to is replaced, not the link. Anything else (a pipe, a device, a
+/// terminal, `/dev/stdout`) is written to in place: renaming over it would
+/// destroy it, and a stream can't be taken back anyway.
 pub struct AtomicFile {
     file: File,
-    named: Option<tempfile::TempPath>,
-    target: PathBuf,
+    mode: Mode,
+}
+
+enum Mode {
+    Unnamed(PathBuf),
+    Named(tempfile::TempPath, PathBuf),
+    Through,
 }
 
 impl AtomicFile {
     pub fn create(target: &Path) -> io::Result<Self> {
+        match fs::metadata(target) {
+            Ok(m) if m.is_dir() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ));
+            }
+            Ok(m) if !m.is_file() => {
+                let file = OpenOptions::new().write(true).open(target)?;
+                return Ok(AtomicFile {
+                    file,
+                    mode: Mode::Through,
+                });
+            }
+            // A regular file, maybe behind symlinks: replace the file itself.
+            Ok(_) => return Self::replace(&fs::canonicalize(target)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Self::replace(target)
+    }
+
+    /// True when the output is written in place (not atomically).
+    pub fn is_stream(&self) -> bool {
+        matches!(self.mode, Mode::Through)
+    }
+
+    fn replace(target: &Path) -> io::Result<Self> {
         let dir = parent(target);
         let unnamed = OpenOptions::new()
             .read(true)
@@ -86,8 +124,7 @@ impl AtomicFile {
         match unnamed {
             Ok(file) => Ok(AtomicFile {
                 file,
-                named: None,
-                target: target.to_path_buf(),
+                mode: Mode::Unnamed(target.to_path_buf()),
             }),
             Err(e)
                 if matches!(
@@ -103,8 +140,7 @@ impl AtomicFile {
                 let (file, path) = tmp.into_parts();
                 Ok(AtomicFile {
                     file,
-                    named: Some(path),
-                    target: target.to_path_buf(),
+                    mode: Mode::Named(path, target.to_path_buf()),
                 })
             }
             Err(e) => Err(e),
@@ -117,11 +153,15 @@ impl AtomicFile {
 
     /// Puts the finished file at its target path, replacing what was there.
     pub fn commit(self) -> io::Result<()> {
-        remove_leftovers(&self.target);
-        match self.named {
-            Some(path) => path.persist(&self.target).map_err(|e| e.error),
-            None => {
-                let tmp = temp_name(&self.target);
+        match self.mode {
+            Mode::Through => Ok(()),
+            Mode::Named(path, target) => {
+                remove_leftovers(&target);
+                path.persist(&target).map_err(|e| e.error)
+            }
+            Mode::Unnamed(target) => {
+                remove_leftovers(&target);
+                let tmp = temp_name(&target);
                 let proc = CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
                     .map_err(io::Error::other)?;
                 let to = CString::new(tmp.as_os_str().as_bytes()).map_err(io::Error::other)?;
@@ -138,7 +178,7 @@ impl AtomicFile {
                 if rc != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                fs::rename(&tmp, &self.target).inspect_err(|_| {
+                fs::rename(&tmp, &target).inspect_err(|_| {
                     let _ = fs::remove_file(&tmp);
                 })
             }
@@ -154,17 +194,20 @@ pub struct AtomicDir {
 }
 
 impl AtomicDir {
-    /// Refuses to go on if `target` exists but is neither empty nor an OCI
-    /// image layout: replacing a user's directory by mistake is worse than
-    /// any error.
+    /// Refuses to go on if `target` exists and holds anything an OCI image
+    /// layout does not (`oci-layout`, `index.json`, `blobs/ALG/HEX`):
+    /// replacing a user's files by mistake is worse than any error.
     pub fn create(target: &Path) -> io::Result<Self> {
         match fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() => {
-                let empty = fs::read_dir(target)?.next().is_none();
-                if !empty && !target.join("oci-layout").exists() {
+                if let Some(foreign) = not_of_a_layout(target)? {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
-                        "exists and is not an OCI image layout; refusing to replace it",
+                        format!(
+                            "holds {}, which is not part of an OCI image layout; \
+                             refusing to replace the directory",
+                            foreign.display()
+                        ),
                     ));
                 }
             }
@@ -232,6 +275,50 @@ impl AtomicDir {
     }
 }
 
+/// The first entry of `dir` that an OCI image layout would not have.
+fn not_of_a_layout(dir: &Path) -> io::Result<Option<PathBuf>> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let kind = e.file_type()?;
+        let name = e.file_name();
+        let ok = match name.to_str() {
+            Some("oci-layout" | "index.json") => kind.is_file(),
+            Some("blobs") if kind.is_dir() => {
+                if let Some(inner) = not_blobs(&e.path())? {
+                    return Ok(Some(inner));
+                }
+                true
+            }
+            _ => false,
+        };
+        if !ok {
+            return Ok(Some(e.path()));
+        }
+    }
+    Ok(None)
+}
+
+/// The first entry of a layout's `blobs/` that is not `ALG/` or `ALG/HEX`.
+fn not_blobs(blobs: &Path) -> io::Result<Option<PathBuf>> {
+    for alg in fs::read_dir(blobs)? {
+        let alg = alg?;
+        if !alg.file_type()?.is_dir() {
+            return Ok(Some(alg.path()));
+        }
+        for blob in fs::read_dir(alg.path())? {
+            let blob = blob?;
+            let hex = blob
+                .file_name()
+                .to_str()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !hex || !blob.file_type()?.is_file() {
+                return Ok(Some(blob.path()));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Gives an open file (an unnamed temporary one included) the name `dest`
 /// by linking it; copies when linking can't work (another filesystem).
 pub fn link_or_copy(file: &File, dest: &Path) -> io::Result<()> {
@@ -269,4 +356,43 @@ pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
     io::Write::write_all(&mut f, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// What `--digestfile` goes through: a FIFO is written to, not replaced.
+    #[test]
+    fn write_file_writes_through_a_fifo_and_replaces_behind_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write_file(&fifo, b"sha256:abc").unwrap();
+        assert_eq!(reader.join().unwrap(), b"sha256:abc");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+        let real = dir.path().join("digest");
+        fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("digest", &link).unwrap();
+        write_file(&link, b"new").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+
+        let err = write_file(dir.path(), b"x").map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
+    }
 }

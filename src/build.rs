@@ -189,13 +189,20 @@ impl Inputs {
     }
 }
 
+/// The outputs that are files or directories on disk: not stdout, not a
+/// pipe or device (those are written in place).
 fn outputs(args: &BuildArgs) -> impl Iterator<Item = &Path> {
     args.outputs
         .output
         .iter()
-        .filter(|p| p.as_os_str() != "-")
+        .filter(|p| p.as_os_str() != "-" && !is_stream(p))
         .chain(args.outputs.oci_dir.iter())
         .map(PathBuf::as_path)
+}
+
+/// True when `p` exists and is neither a regular file nor a directory.
+fn is_stream(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 fn parent(p: &Path) -> PathBuf {

@@ -7,6 +7,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -268,4 +269,119 @@ fn sigkill_midway_leaves_nothing_and_the_next_run_cleans_up() {
         .unwrap();
     assert!(clean.status.success());
     assert_eq!(sha256_file(&archive), sha256_file(&fresh));
+}
+
+/// `mknod PATH c MAJOR MINOR`.
+fn char_device(path: &Path, major: u32, minor: u32) {
+    run_ok(
+        Command::new("mknod")
+            .arg(path)
+            .args(["c", &major.to_string(), &minor.to_string()]),
+    );
+}
+
+fn is_char_device(path: &Path, rdev: u64) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = fs::symlink_metadata(path).unwrap();
+    m.file_type().is_char_device() && m.rdev() == rdev
+}
+
+#[test]
+fn devices_pipes_and_links_are_written_through_not_replaced() {
+    if !require_root() || !require_all(&["mknod", "mkfifo"]) {
+        return;
+    }
+    let tmp = tempdir("atomic");
+    let root = random_rootfs(tmp.path(), 1);
+    let want = tmp.path().join("want.tar");
+    let out = build(&root, &["-o", want.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = fs::read(&want).unwrap();
+
+    // Device nodes of our own (never the host's /dev: before the fix a
+    // build renamed a file over them).
+    let null = tmp.path().join("null");
+    char_device(&null, 1, 3);
+    let out = build(&root, &["-o", null.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        is_char_device(&null, libc::makedev(1, 3)),
+        "null is still a device"
+    );
+    let full = tmp.path().join("full");
+    char_device(&full, 1, 7);
+    let out = build(&root, &["-o", full.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        is_char_device(&full, libc::makedev(1, 7)),
+        "full is still a device"
+    );
+
+    // A FIFO gets the archive's bytes and stays a FIFO.
+    let fifo = tmp.path().join("fifo");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let out = build(&root, &["-o", fifo.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(reader.join().unwrap() == want, "the FIFO got the archive");
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A symlink to /proc/self/fd/1 (what /dev/stdout is) writes to stdout.
+    let stdout = tmp.path().join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &stdout).unwrap();
+    let out = build(&root, &["-o", stdout.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == want, "stdout got the archive");
+    assert!(
+        fs::symlink_metadata(&stdout)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // A symlink to a regular file: the file is replaced, the link stays.
+    let real = tmp.path().join("real.tar");
+    fs::write(&real, b"old").unwrap();
+    let link = tmp.path().join("link.tar");
+    std::os::unix::fs::symlink("real.tar", &link).unwrap();
+    let out = build(&root, &["-o", link.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        fs::read(&real).unwrap() == want,
+        "the link's target was replaced"
+    );
 }

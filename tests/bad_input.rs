@@ -214,13 +214,27 @@ fn unwritable_outputs_leave_nothing() {
     fs::write(precious.join("thesis.txt"), b"years of work").unwrap();
     run(
         &["--oci-dir", precious.to_str().unwrap()],
-        "not an OCI image layout",
+        "thesis.txt, which is not part of an OCI image layout",
     );
     assert_eq!(
         fs::read(precious.join("thesis.txt")).unwrap(),
         b"years of work"
     );
     assert_eq!(fs::read_dir(&precious).unwrap().count(), 1);
+    // Nor is one that holds a file named oci-layout among other things,
+    // at the top or inside blobs/.
+    fs::write(precious.join("oci-layout"), b"{}").unwrap();
+    run(
+        &["--oci-dir", precious.to_str().unwrap()],
+        "thesis.txt, which is not part of an OCI image layout",
+    );
+    assert!(precious.join("thesis.txt").exists());
+    let stray = tmp.path().join("stray");
+    fs::create_dir_all(stray.join("blobs/sha256")).unwrap();
+    fs::write(stray.join("oci-layout"), b"{}").unwrap();
+    fs::write(stray.join("blobs/sha256/photo.jpg"), b"jpeg").unwrap();
+    run(&["--oci-dir", stray.to_str().unwrap()], "photo.jpg");
+    assert!(stray.join("blobs/sha256/photo.jpg").exists());
     let names: Vec<_> = fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
