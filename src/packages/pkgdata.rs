@@ -20,9 +20,21 @@ use std::path::{Path, PathBuf};
 
 use super::{Error, FileKind, FileList, Format, Package, canonical, invalid};
 
-/// Largest runtime file we read (FILES_INFO of big packages runs to a few
-/// MiB).
-const MAX_FILE: u64 = 256 << 20;
+/// Largest runtime file we read. FILES_INFO of the biggest packages runs
+/// to a few MiB (kernel-devsrc, about 80 000 files, some 7 MiB); the limit
+/// keeps a hostile file from costing more than a few hundred MiB.
+const MAX_FILE: u64 = 64 << 20;
+
+/// The variables read; values of the others are skipped unparsed.
+const USED: [&str; 7] = [
+    "PN",
+    "PKG",
+    "PKGE",
+    "PKGV",
+    "PKGR",
+    "FILES_INFO",
+    "RDEPENDS",
+];
 
 /// Reads `runtime/<pkg>`: version `[PKGE:]PKGV-PKGR` (the epoch only when
 /// non-zero, as package_ipk and package_deb write it); every FILES_INFO entry
@@ -49,7 +61,10 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
         }
         total += line.len() as u64;
         if total > MAX_FILE {
-            return Err(Error::new(path, "the runtime file is larger than 256 MiB"));
+            return Err(Error::new(
+                path,
+                "the runtime file is larger than 64 MiB: not pkgdata as BitBake writes it",
+            ));
         }
         let text = std::str::from_utf8(&line)
             .map_err(|_| Error::new(path, format!("line {number}: not UTF-8")))?;
@@ -57,9 +72,18 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
         let Some((key, value)) = split_var(text.trim_end_matches(['\n', '\r'])) else {
             continue;
         };
+        let var = key
+            .strip_suffix(pkg)
+            .and_then(|k| k.strip_suffix(':'))
+            .unwrap_or(key);
+        if !USED.contains(&var) {
+            continue;
+        }
         let value = unescape(value).map_err(|e| Error::new(path, format!("line {number}: {e}")))?;
         vars.push((key.to_string(), value));
     }
+    // The line buffer may be as big as FILES_INFO: free it before parsing.
+    drop(line);
     // A package's own `VAR:<pkg>` wins over the recipe-wide `VAR`.
     let get = |var: &str| {
         let own = format!("{var}:{pkg}");
@@ -76,12 +100,11 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
     };
     let mut files = FileList::default();
     if let Some(json) = get("FILES_INFO") {
-        let entries =
-            parse_files_info(json).map_err(|e| Error::new(path, format!("FILES_INFO: {e}")))?;
-        for (raw, size) in entries {
-            let path_bytes = canonical(&raw).map_err(at)?;
-            files.push(path_bytes, FileKind::File { size, sha256: None });
-        }
+        parse_files_info(json, &mut |raw, size| {
+            files.push(canonical(&raw)?, FileKind::File { size, sha256: None });
+            Ok(())
+        })
+        .map_err(|e| Error::new(path, format!("FILES_INFO: {e}")))?;
     }
     // RDEPENDS name packages before OE's renaming (glibc, not libc6):
     // map each through its own runtime file, as the manifest names them.
@@ -202,13 +225,16 @@ fn unescape(s: &str) -> io::Result<String> {
     Ok(out)
 }
 
-/// Parses FILES_INFO as json.dumps writes it: `{"path": size, ...}`.
-fn parse_files_info(json: &str) -> io::Result<Vec<(Vec<u8>, u64)>> {
+/// Parses FILES_INFO as json.dumps writes it: `{"path": size, ...}`,
+/// handing each entry to `out` as it is read.
+fn parse_files_info(
+    json: &str,
+    out: &mut dyn FnMut(Vec<u8>, u64) -> io::Result<()>,
+) -> io::Result<()> {
     let mut p = Json {
         s: json.as_bytes(),
         i: 0,
     };
-    let mut out = Vec::new();
     p.expect(b'{')?;
     if p.peek() == Some(b'}') {
         p.i += 1;
@@ -217,7 +243,7 @@ fn parse_files_info(json: &str) -> io::Result<Vec<(Vec<u8>, u64)>> {
             let key = p.string()?;
             p.expect(b':')?;
             let value = p.number()?;
-            out.push((key, value));
+            out(key, value)?;
             match p.next()? {
                 b',' => {}
                 b'}' => break,
@@ -233,7 +259,7 @@ fn parse_files_info(json: &str) -> io::Result<Vec<(Vec<u8>, u64)>> {
     if p.peek().is_some() {
         return Err(invalid("text after the JSON object"));
     }
-    Ok(out)
+    Ok(())
 }
 
 struct Json<'a> {
@@ -443,6 +469,17 @@ mod tests {
         let e = read_pkgdata_runtime(&runtime(dir.path(), "a", "PKGV: \\x4\n")).unwrap_err();
         assert!(e.reason.contains("line 1"), "{e}");
         assert!(read_pkgdata_runtime(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn oversized_runtime_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("PKGV: 1\nPKGR: r0\nFILES_INFO: {\"/");
+        text.push_str(&"a".repeat(MAX_FILE as usize));
+        text.push_str("\": 1}\n");
+        let e = read_pkgdata_runtime(&runtime(dir.path(), "big", &text)).unwrap_err();
+        assert!(e.to_string().contains("runtime/big"), "{e}");
+        assert!(e.reason.contains("larger than 64 MiB"), "{e}");
     }
 
     #[test]
