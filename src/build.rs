@@ -16,7 +16,7 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     let spec = args.spec(sde.as_deref())?;
     let (compression, level) = args.compression()?;
-    let progress = Progress::new(args.quiet || args.json);
+    let progress = Progress::new(args.quiet, args.json);
     let quiet = args.quiet;
     let warn = move |msg: String| {
         if !quiet {
@@ -32,9 +32,9 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let per_package = !args.squash && args.max_layers > 1 && inputs.manifest.is_some();
     if !args.squash
         && inputs.manifest.is_none()
-        && (!args.feeds.is_empty() || args.pkgdata.is_some())
+        && (!args.feeds.is_empty() || args.pkgdata.is_some() || args.deploy_dir.is_some())
     {
-        warn("feeds or pkgdata given but no image manifest: building one layer".into());
+        warn("no image manifest (give --manifest): building one layer".into());
     }
 
     for out in outputs(args) {
@@ -90,6 +90,12 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
             .unwrap_or_else(|_| Err(Error::Internal("package reader panicked".into())));
         Ok::<_, Error>((owners?, rootfs?))
     })?;
+    if rootfs.nodes().len() <= 1 {
+        warn(format!(
+            "{} is empty: the image has no files",
+            inputs.rootfs.display()
+        ));
+    }
 
     let plans = if per_package {
         plan::per_package(&rootfs, &owners, &rules, usize::from(args.max_layers))?
@@ -97,11 +103,14 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         vec![plan::squash(&rootfs)]
     };
 
+    // Without a given time, mtimes are kept (clamping them to anything
+    // would make Python rewrite every .pyc) and the newest dates the image.
+    let created = spec.created_at(newest_mtime(&rootfs));
     let settings = layers::Settings {
         compression,
         level,
         jobs,
-        clamp: spec.created,
+        clamp: spec.created.unwrap_or(i64::MAX),
         workdir,
     };
     let bar = progress.bytes("layers", rootfs.content_bytes());
@@ -112,15 +121,30 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     bar.finish_and_clear();
 
     timer.mark("layers written");
-    let image = image::assemble(&spec, &plans, built)?;
+    let image = image::assemble(&spec, created, &plans, built)?;
     let files = sinks::Files::of_image(&image)?;
+    let mut wrote = Vec::new();
     if let Some(out) = &args.outputs.output {
         sinks::archive::write(&files, out)?;
-        progress.note(&format!("wrote {}", out.display()));
+        wrote.push(if out.as_os_str() == "-" {
+            "stdout".to_string()
+        } else {
+            out.display().to_string()
+        });
     }
     if let Some(dir) = &args.outputs.oci_dir {
         sinks::ocidir::write(&files, dir)?;
-        progress.note(&format!("wrote {}", dir.display()));
+        wrote.push(dir.display().to_string());
+    }
+    if !wrote.is_empty() {
+        let size: u64 = image.layers.iter().map(|l| l.size).sum();
+        progress.done(&format!(
+            "wrote {}: image {}, {} layer(s), {}",
+            wrote.join(" and "),
+            image.manifest_digest,
+            image.layers.len(),
+            indicatif::HumanBytes(size)
+        ));
     }
     if let Some(target) = &push_target {
         let content = crate::registry::from_image(&image, target);
@@ -130,12 +154,6 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     timer.mark("outputs written");
     if args.json {
         println!("{}", summary(&image, &plans));
-    } else {
-        progress.note(&format!(
-            "image {} with {} layer(s)",
-            image.manifest_digest,
-            image.layers.len()
-        ));
     }
     Ok(())
 }
@@ -168,14 +186,7 @@ impl Inputs {
                     args.image.as_deref().unwrap_or_default(),
                     args.machine.as_deref().unwrap_or_default(),
                 );
-                return Err(sinks::Error::new(
-                    &dir.join("images").join(machine),
-                    format!(
-                        "no rootfs tarball {image}-{machine}.rootfs.tar[.zst|.xz|.bz2|.gz]; \
-                         give --rootfs"
-                    ),
-                )
-                .into());
+                return Err(sinks::Error::new(dir, deploy::hint(dir, image, machine)).into());
             }
         };
         let mut feeds = found.feeds;
@@ -218,6 +229,16 @@ fn check_writable(out: &Path) -> Result<(), Error> {
     tempfile::tempfile_in(&dir).map(drop).map_err(|e| {
         sinks::Error::new(out, format!("can't write in {}: {e}", dir.display())).into()
     })
+}
+
+/// The latest mtime in the rootfs (0 for an empty one).
+fn newest_mtime(rootfs: &source::Rootfs) -> i64 {
+    rootfs
+        .nodes()
+        .iter()
+        .map(|n| rootfs.meta(n).mtime)
+        .max()
+        .unwrap_or(0)
 }
 
 pub fn default_jobs() -> usize {

@@ -223,8 +223,9 @@ pub struct BuildArgs {
     /// Architecture variant (v7, v8...).
     #[arg(long)]
     pub variant: Option<String>,
-    /// Creation time, RFC 3339 or @EPOCH; default $SOURCE_DATE_EPOCH, else the
-    /// epoch. Later file mtimes are clamped to it.
+    /// Creation time, RFC 3339 or @EPOCH; default $SOURCE_DATE_EPOCH. Later
+    /// file mtimes are clamped to it. Without either, mtimes are kept and
+    /// the image is dated by the newest of them.
     #[arg(long, value_name = "TIME")]
     pub created: Option<String>,
 
@@ -413,25 +414,27 @@ fn port(p: &str) -> Result<String, UsageError> {
     Ok(format!("{num}/{proto}"))
 }
 
-/// `--created`, else SOURCE_DATE_EPOCH, else 0.
-pub fn created(flag: Option<&str>, sde: Option<&str>) -> Result<i64, UsageError> {
+/// `--created`, else SOURCE_DATE_EPOCH, else `None`: the build then keeps
+/// mtimes and dates the image by the newest.
+pub fn created(flag: Option<&str>, sde: Option<&str>) -> Result<Option<i64>, UsageError> {
     if let Some(s) = flag {
         if let Some(epoch) = s.strip_prefix('@') {
             return epoch
                 .parse()
+                .map(Some)
                 .map_err(|_| usage(format!("--created '{s}': expected @SECONDS")));
         }
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map_err(|e| usage(format!("--created '{s}': not RFC 3339 or @EPOCH ({e})")))?;
-        return Ok(t.unix_timestamp());
+        return Ok(Some(t.unix_timestamp()));
     }
     match sde {
-        Some(s) if !s.is_empty() => s.trim().parse().map_err(|_| {
+        Some(s) if !s.is_empty() => s.trim().parse().map(Some).map_err(|_| {
             usage(format!(
                 "SOURCE_DATE_EPOCH='{s}' is not a number of seconds"
             ))
         }),
-        _ => Ok(0),
+        _ => Ok(None),
     }
 }
 
@@ -465,17 +468,18 @@ mod tests {
         assert_eq!(port("53/UDP").unwrap(), "53/udp");
         assert!(port("0").is_err());
         assert!(port("80/icmp").is_err());
-        assert_eq!(created(Some("@42"), Some("7")).unwrap(), 42);
+        assert_eq!(created(Some("@42"), Some("7")).unwrap(), Some(42));
         assert_eq!(
             created(Some("2018-03-09T12:34:56Z"), None).unwrap(),
-            1520598896
+            Some(1520598896)
         );
         assert_eq!(
             created(Some("2018-03-09T13:34:56+01:00"), None).unwrap(),
-            1520598896
+            Some(1520598896)
         );
-        assert_eq!(created(None, Some("1520598896")).unwrap(), 1520598896);
-        assert_eq!(created(None, None).unwrap(), 0);
+        assert_eq!(created(None, Some("1520598896")).unwrap(), Some(1520598896));
+        assert_eq!(created(None, Some("")).unwrap(), None);
+        assert_eq!(created(None, None).unwrap(), None);
         assert!(created(None, Some("yesterday")).is_err());
     }
 }

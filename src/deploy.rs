@@ -52,6 +52,75 @@ pub fn find(deploy: &Path, image: &str, machine: &str) -> Found {
     }
 }
 
+/// Why `image` for `machine` is not in `deploy`, and what is there: the
+/// images built for that machine, the machines, or the directory that was
+/// probably meant.
+pub fn hint(deploy: &Path, image: &str, machine: &str) -> String {
+    let images = deploy.join("images");
+    if !images.is_dir() {
+        if deploy.join("deploy/images").is_dir() {
+            return format!(
+                "this is the build's tmp directory: give --deploy-dir {}",
+                deploy.join("deploy").display()
+            );
+        }
+        return "no images/ directory here: --deploy-dir takes BitBake's tmp/deploy".into();
+    }
+    let machines = names(&images, |p| p.is_dir().then(|| file_name(p)));
+    if !machines.iter().any(|m| m == machine) {
+        return format!(
+            "no images for MACHINE {machine}; machines here: {}",
+            list(&machines)
+        );
+    }
+    let built = names(&images.join(machine), |p| {
+        let name = file_name(p);
+        [".rootfs.manifest", ".manifest"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .and_then(|stem| stem.strip_suffix(&format!("-{machine}")))
+            .map(str::to_string)
+    });
+    if built.iter().any(|b| b == image) {
+        return format!(
+            "{image} has a manifest but no rootfs tarball \
+             ({image}-{machine}.rootfs.tar[.zst|.xz|.bz2|.gz]): add a tar type to IMAGE_FSTYPES \
+             or give --rootfs"
+        );
+    }
+    format!(
+        "no image {image} for {machine}; images here: {}",
+        list(&built)
+    )
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// What `pick` makes of each entry of `dir`, sorted and deduplicated.
+fn names(dir: &Path, pick: impl Fn(&Path) -> Option<String>) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| pick(&e.path()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +160,39 @@ mod tests {
         assert!(f.rootfs.unwrap().ends_with("old-image-qemux86-64.tar.bz2"));
         assert!(f.manifest.is_some());
         assert!(find(&deploy, "nope", "qemux86-64").rootfs.is_none());
+    }
+
+    #[test]
+    fn hints_name_what_is_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tmpdir = tmp.path().join("tmp");
+        let deploy = tmpdir.join("deploy");
+        let images = deploy.join("images/qemux86-64");
+        fs::create_dir_all(&images).unwrap();
+        fs::create_dir_all(deploy.join("images/qemuarm64")).unwrap();
+        for name in [
+            "core-image-minimal-qemux86-64.rootfs.manifest",
+            "core-image-base-qemux86-64.rootfs.manifest",
+            "core-image-base-qemux86-64.rootfs.tar.zst",
+            "old-image-qemux86-64.manifest",
+        ] {
+            fs::write(images.join(name), b"x").unwrap();
+        }
+        let h = hint(&tmpdir, "core-image-base", "qemux86-64");
+        assert!(
+            h.contains("give --deploy-dir") && h.ends_with("tmp/deploy"),
+            "{h}"
+        );
+        let h = hint(tmp.path(), "x", "qemux86-64");
+        assert!(h.contains("tmp/deploy"), "{h}");
+        let h = hint(&deploy, "core-image-base", "qemuarm");
+        assert!(h.ends_with("machines here: qemuarm64, qemux86-64"), "{h}");
+        let h = hint(&deploy, "core-image-sato", "qemux86-64");
+        assert!(
+            h.ends_with("images here: core-image-base, core-image-minimal, old-image"),
+            "{h}"
+        );
+        let h = hint(&deploy, "core-image-minimal", "qemux86-64");
+        assert!(h.contains("no rootfs tarball"), "{h}");
     }
 }

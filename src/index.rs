@@ -102,15 +102,24 @@ pub fn run(args: &IndexArgs) -> Result<(), Error> {
         bytes: index_bytes,
     };
 
-    let progress = Progress::new(args.quiet || args.json);
+    let progress = Progress::new(args.quiet, args.json);
     if args.outputs.output.is_some() || args.outputs.oci_dir.is_some() {
         let files = files(&members, &index, &tags)?;
+        let mut wrote = Vec::new();
         if let Some(out) = &args.outputs.output {
             sinks::archive::write(&files, out)?;
+            wrote.push(out.display().to_string());
         }
         if let Some(dir) = &args.outputs.oci_dir {
             sinks::ocidir::write(&files, dir)?;
+            wrote.push(dir.display().to_string());
         }
+        progress.done(&format!(
+            "wrote {}: index {} over {} image(s)",
+            wrote.join(" and "),
+            index.digest,
+            members.len()
+        ));
     }
     if let Some(target) = &target {
         let content = content(&members, &index);
@@ -133,12 +142,6 @@ pub fn run(args: &IndexArgs) -> Result<(), Error> {
             "{}",
             serde_json::json!({"digest": index.digest, "manifests": platforms})
         );
-    } else {
-        progress.note(&format!(
-            "index {} over {} image(s)",
-            index.digest,
-            members.len()
-        ));
     }
     Ok(())
 }

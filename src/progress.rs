@@ -1,4 +1,5 @@
-//! Progress bars on a terminal, nothing otherwise.
+//! Progress bars on a terminal, nothing otherwise; and the one line that
+//! says what a command did, printed unless the user asked for quiet.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -10,15 +11,28 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone)]
 pub struct Progress {
     multi: Option<MultiProgress>,
+    quiet: bool,
 }
 
 impl Progress {
-    /// Bars appear only when stderr is a terminal and the user didn't ask
-    /// for quiet (or JSON) output.
-    pub fn new(quiet: bool) -> Self {
-        let enabled = !quiet && std::io::stderr().is_terminal();
+    /// Bars appear only when stderr is a terminal and the user asked for
+    /// neither quiet nor JSON output.
+    pub fn new(quiet: bool, json: bool) -> Self {
+        let enabled = !quiet && !json && std::io::stderr().is_terminal();
         Progress {
             multi: enabled.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            quiet,
+        }
+    }
+
+    /// The closing line on stderr (what was written or pushed), after
+    /// every bar is gone; nothing with --quiet.
+    pub fn done(&self, line: &str) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+        if !self.quiet {
+            eprintln!("rustimage: {line}");
         }
     }
 
@@ -68,13 +82,6 @@ impl Progress {
         Blobs {
             multi: self.multi.clone(),
             bars: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    /// Prints a line when progress is on (a finished step on a terminal).
-    pub fn note(&self, line: &str) {
-        if let Some(m) = &self.multi {
-            let _ = m.println(line);
         }
     }
 }

@@ -14,7 +14,7 @@ pub fn run(args: &PushArgs) -> Result<(), Error> {
     let target = target(&args.reference)?;
     let layout = Layout::open(&args.source)?;
     let content = registry::from_layout(&layout, &target)?;
-    let progress = Progress::new(args.quiet || args.json);
+    let progress = Progress::new(args.quiet, args.json);
     let report = send(&target, &content, &args.registry, &progress)?;
     finish(&target, &report, &args.registry, &progress, args.json)
 }
@@ -74,11 +74,10 @@ pub fn finish(
                 "docker_media_types": report.docker_types,
             })
         );
-    } else {
-        progress.note(&format!(
-            "pushed {target}@{} ({} uploaded, {} already there, {} mounted)",
-            report.digest, report.uploaded, report.present, report.mounted
-        ));
     }
+    progress.done(&format!(
+        "pushed {target}@{} ({} uploaded, {} already there, {} mounted)",
+        report.digest, report.uploaded, report.present, report.mounted
+    ));
     Ok(())
 }

@@ -356,6 +356,7 @@ fn devices_pipes_and_links_are_written_through_not_replaced() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout == want, "stdout got the archive");
+    assert!(out.stderr.is_empty(), "-q: nothing on stderr");
     assert!(
         fs::symlink_metadata(&stdout)
             .unwrap()

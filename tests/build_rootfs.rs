@@ -146,6 +146,54 @@ fn real_clients_unpack_the_exact_rootfs() {
     );
 }
 
+#[test]
+fn without_a_time_mtimes_are_kept_and_the_newest_dates_the_image() {
+    if !require("umoci") {
+        return;
+    }
+    let tmp = tempdir("build");
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    // make_rootfs has an ancient file and one from the future: neither
+    // may move.
+    let layout = tmp.path().join("layout");
+    let build = |extra: &[&str], env: Option<&str>| -> serde_json::Value {
+        let mut cmd = rustimage();
+        cmd.args(["build", "--squash", "--json", "--tag", "t:1", "--rootfs"])
+            .arg(&rootfs)
+            .args(extra)
+            .env_remove("SOURCE_DATE_EPOCH");
+        if let Some(sde) = env {
+            cmd.env("SOURCE_DATE_EPOCH", sde);
+        }
+        serde_json::from_slice(&run_ok(cmd).stdout).unwrap()
+    };
+    let first = build(&["--oci-dir", layout.to_str().unwrap()], None);
+    let again = build(&["-o", tmp.path().join("x.tar").to_str().unwrap()], None);
+    assert_eq!(
+        first["manifest"], again["manifest"],
+        "same rootfs, same bytes"
+    );
+
+    let want = snapshot_with_mtime(&rootfs);
+    let unpacked = umoci_unpack(&layout, "t:1", &tmp.path().join("bundle"));
+    assert_same_tree(&want, &snapshot_with_mtime(&unpacked), &[]);
+    let config = run_stdout(rustimage().args(["inspect", "--json"]).arg(&layout));
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    // FUTURE_MTIME is 2100-01-01T00:00:00Z, the newest file of make_rootfs.
+    assert_eq!(config[0]["config"]["created"], "2100-01-01T00:00:00Z");
+    assert_eq!(FUTURE_MTIME, 4_102_444_800);
+
+    // SOURCE_DATE_EPOCH (or --created) dates the image and clamps.
+    let clamped = tmp.path().join("clamped");
+    build(
+        &["--oci-dir", clamped.to_str().unwrap()],
+        Some(&CREATED.to_string()),
+    );
+    let unpacked = umoci_unpack(&clamped, "t:1", &tmp.path().join("bundle2"));
+    assert_same_tree(&expected(&rootfs), &snapshot_with_mtime(&unpacked), &[]);
+}
+
 /// A rootfs with a real static busybox, to run.
 fn runnable_rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("run-rootfs");

@@ -67,7 +67,17 @@ fn ipk_deb_rpm_and_pkgdata_give_the_same_layers() {
         let deploy = make_deploy(&tmp.path().join(name), &args);
         let out = tmp.path().join(format!("{name}.tar"));
         let (summary, stderr) = build_deploy(&deploy, &["-o", out.to_str().unwrap()]);
-        assert!(stderr.is_empty(), "{name}: {stderr}");
+        // No warning; one closing line saying what was written.
+        let digest = summary["manifest"].as_str().unwrap();
+        assert_eq!(
+            stderr,
+            format!(
+                "rustimage: wrote {}: image {digest}, 13 layer(s), {}\n",
+                out.display(),
+                stderr.rsplit(", ").next().unwrap().trim_end()
+            ),
+            "{name}"
+        );
         // 12 packages plus the image-specific layer.
         assert_eq!(summary["layers"].as_array().unwrap().len(), 13, "{name}");
         seen.push((name, summary["manifest"].clone(), digests(&summary)));
@@ -282,6 +292,45 @@ fn missing_packages_warn_and_bad_inputs_fail_by_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!tmp.path().join("x.tar").exists());
     fs::write(&ipk, &saved).unwrap();
+
+    // A wrong image, machine or directory: say what is there.
+    for (dir, image, machine, needle) in [
+        (
+            deploy.clone(),
+            "core-image-sato",
+            MACHINE,
+            "images here: core-image-minimal",
+        ),
+        (
+            deploy.clone(),
+            IMAGE,
+            "qemuarm64",
+            "machines here: qemux86-64",
+        ),
+        (
+            deploy.parent().unwrap().to_path_buf(),
+            IMAGE,
+            MACHINE,
+            "this is the build's tmp directory: give --deploy-dir",
+        ),
+    ] {
+        let out = run_fail(
+            rustimage()
+                .args([
+                    "build",
+                    "--image",
+                    image,
+                    "--machine",
+                    machine,
+                    "--deploy-dir",
+                ])
+                .arg(&dir)
+                .arg("-o")
+                .arg(tmp.path().join("x.tar")),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle) && err.lines().count() == 1, "{err}");
+    }
 
     // A malformed manifest line: file and line number.
     let manifest = deploy.join(format!(

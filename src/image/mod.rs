@@ -72,8 +72,17 @@ pub struct Spec {
     pub os: String,
     pub arch: String,
     pub variant: Option<String>,
-    /// Seconds since the epoch.
-    pub created: i64,
+    /// Seconds since the epoch; `None` to date the image by its newest file
+    /// (see [`Spec::created_at`]).
+    pub created: Option<i64>,
+}
+
+impl Spec {
+    /// The creation time, for a rootfs whose newest mtime is `newest`
+    /// (kept within what RFC 3339 can write: 1970 to 9999).
+    pub fn created_at(&self, newest: i64) -> i64 {
+        self.created.unwrap_or(newest.clamp(0, 253_402_300_799))
+    }
 }
 
 /// A complete image: its JSON documents and layer blobs.
@@ -116,8 +125,16 @@ pub fn canonical(v: &impl Serialize) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(&value).map_err(err)
 }
 
-pub fn assemble(spec: &Spec, plans: &[LayerPlan], layers: Vec<Layer>) -> Result<Image, Error> {
-    let created = rfc3339(spec.created)?;
+/// The image of `layers` as `spec` describes it, created at `created`
+/// (seconds since the epoch; see [`Spec::created_at`]).
+pub fn assemble(
+    spec: &Spec,
+    created: i64,
+    plans: &[LayerPlan],
+    layers: Vec<Layer>,
+) -> Result<Image, Error> {
+    let created_at = created;
+    let created = rfc3339(created)?;
     let mut env = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.to_string());
@@ -217,7 +234,7 @@ pub fn assemble(spec: &Spec, plans: &[LayerPlan], layers: Vec<Layer>) -> Result<
         manifest_digest,
         layers,
         tags: spec.tags.clone(),
-        created: spec.created,
+        created: created_at,
     })
 }
 
