@@ -82,14 +82,38 @@ class Pkg:
         return f"{self.pkgv}-{self.pkgr}"
 
 
-def base_packages(bump):
-    """A core-image-minimal sized set of packages."""
+def static_elf(path):
+    """The bytes of `path` if it is a statically linked ELF executable (no
+    PT_INTERP program header), else exit with a message."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        sys.exit(f"make-deploy.py: {path} is not a 64-bit ELF file")
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        kind, = struct.unpack_from("<I", data, phoff + i * phentsize)
+        if kind == 3:  # PT_INTERP: needs a dynamic loader the image lacks
+            sys.exit(f"make-deploy.py: {path} is dynamically linked; give a static "
+                     "busybox (Debian's busybox-static installs /bin/busybox)")
+    return data
+
+
+def base_packages(bump, busybox=None):
+    """A core-image-minimal sized set of packages. With `busybox` (a static
+    binary's bytes) the image runs: /bin/sh is busybox."""
 
     def v(name, base):
         return base + ("+bump1" if name in bump else "")
 
     def d(name, seed, size):
         return blob(seed + ("bump" if name in bump else ""), size)
+
+    busybox_bin = d("busybox", "busybox", 120_000)
+    if busybox is not None:
+        # A bumped package must change: bytes after an ELF's end are inert.
+        busybox_bin = busybox + (b"\0bump" if "busybox" in bump else b"")
 
     pkgs = [
         Pkg("base-files", "base-files", MACHINE_ARCH, v("base-files", "3.0.14"), files=[
@@ -112,7 +136,7 @@ def base_packages(bump):
         Pkg("ldconfig", "glibc", TUNE_ARCH, v("ldconfig", "2.39+git0+abc"),
             depends=["libc6"], files=[F("/sbin/ldconfig", data=d("ldconfig", "ldconfig", 30_000), mode=0o755)]),
         Pkg("busybox", "busybox", TUNE_ARCH, v("busybox", "1.36.1"), depends=["libc6"], files=[
-            F("/bin/busybox.nosuid", data=d("busybox", "busybox", 120_000), mode=0o755),
+            F("/bin/busybox.nosuid", data=busybox_bin, mode=0o755),
             F("/bin/busybox.suid", data=d("busybox", "busybox-suid", 20_000), mode=0o4755),
             F("/etc/busybox.links.nosuid", data=b"/bin/sh\n/bin/ls\n/bin/cat\n"),
         ]),
@@ -506,12 +530,15 @@ def main():
     ap.add_argument("--extra-mb", type=int, default=4, help="total size of the synthetic packages")
     ap.add_argument("--content-from", metavar="DIR",
                     help="fill the synthetic packages with the bytes of the files under DIR")
+    ap.add_argument("--busybox", metavar="FILE",
+                    help="a static busybox binary to ship, so that the image runs")
     ap.add_argument("--rootfs-compression", choices=["zst", "xz", "none"],
                     default="zst" if shutil.which("zstd") else "xz")
     args = ap.parse_args()
 
     pool = ContentPool(args.content_from) if args.content_from else None
-    pkgs = base_packages(set(args.bump)) + extra_packages(args.extra, args.extra_mb, set(args.bump), pool)
+    busybox = static_elf(args.busybox) if args.busybox else None
+    pkgs = base_packages(set(args.bump), busybox) + extra_packages(args.extra, args.extra_mb, set(args.bump), pool)
     pkgs = [p for p in pkgs if p.name not in args.drop]
     tmp = os.path.join(args.out, "tmp")
     deploy = os.path.join(tmp, "deploy")

@@ -215,7 +215,7 @@ fn runnable_rootfs(dir: &Path) -> PathBuf {
 
 #[test]
 fn docker_and_podman_run_a_command_in_the_image() {
-    if !require_all(&["podman", "dockerd", "busybox"]) || !Path::new("/bin/busybox").exists() {
+    if !require_all(&["podman", "dockerd", "/bin/busybox"]) {
         return;
     }
     let tmp = tempdir("build");

@@ -136,6 +136,48 @@ fn unpacked_image_equals_the_rootfs() {
     assert_eq!(mkfs.link_group, want[&b"sbin/mke2fs"[..]].link_group);
 }
 
+/// The README's first command builds this: the example with Debian's static
+/// busybox as /bin/sh, and it must run.
+#[test]
+fn the_example_image_runs_in_podman_and_docker() {
+    if !require_all(&["python3", "zstd", "podman", "dockerd", "/bin/busybox"]) {
+        return;
+    }
+    let tmp = tempdir("deploy");
+    let deploy = make_deploy(&tmp.path().join("build"), &["--busybox", "/bin/busybox"]);
+    let archive = tmp.path().join("example.docker-tar");
+    build_deploy(
+        &deploy,
+        &["--entrypoint", "/bin/sh", "-o", archive.to_str().unwrap()],
+    );
+    let script = "head -1 /etc/issue; stat -c %a:%u /bin/ping /srv/app/data.db";
+    let want = "Poky (Yocto Project Reference Distro) \\n \\l\n4755:0\n640:1000";
+    let podman = Podman::new();
+    let name = podman.load(&archive);
+    let out =
+        run_stdout(
+            podman
+                .cmd()
+                .args(["run", "--rm", "--runtime", "runc", &name, "-c", script]),
+        );
+    assert_eq!(out, want);
+    let docker = docker();
+    run_ok(docker.docker(["load", "-i"]).arg(&archive));
+    let out = run_stdout(
+        docker
+            .docker([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "core-image-minimal:latest",
+                "-c",
+            ])
+            .arg(script),
+    );
+    assert_eq!(out, want);
+}
+
 #[test]
 fn libc_lowest_and_the_image_specific_layer_last() {
     if !require_all(&["python3", "zstd"]) {
