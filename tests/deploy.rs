@@ -178,6 +178,50 @@ fn the_example_image_runs_in_podman_and_docker() {
     assert_eq!(out, want);
 }
 
+/// The README's `inspect` sample is what inspect prints for the example
+/// `scripts/example` builds; `…` in a sample line stands for any text.
+#[test]
+fn the_readme_inspect_sample_is_a_real_run() {
+    if !require_all(&["python3", "zstd", "/bin/busybox"]) {
+        return;
+    }
+    let tmp = tempdir("deploy");
+    let deploy = make_deploy(&tmp.path().join("build"), &["--busybox", "/bin/busybox"]);
+    let archive = tmp.path().join("example.docker-tar");
+    build_deploy(
+        &deploy,
+        &["--entrypoint", "/bin/sh", "-o", archive.to_str().unwrap()],
+    );
+    let got = run_stdout(rustimage().arg("inspect").arg(&archive));
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sample: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.contains("$ target/release/rustimage inspect"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.strip_prefix("    ").unwrap())
+        .filter(|l| l.trim() != "...")
+        .collect();
+    assert!(sample.len() > 10, "the sample is in the README");
+    let matches = |pattern: &str, line: &str| {
+        let mut rest = line;
+        for (i, part) in pattern.split('…').enumerate() {
+            match rest.find(part) {
+                Some(at) if i > 0 || at == 0 => rest = &rest[at + part.len()..],
+                _ => return false,
+            }
+        }
+        pattern.ends_with('…') || rest.is_empty()
+    };
+    let mut lines = got.lines();
+    for pattern in sample {
+        assert!(
+            lines.any(|l| matches(pattern, l)),
+            "README line {pattern:?} is not in (or out of order in) a real run:\n{got}"
+        );
+    }
+}
+
 #[test]
 fn libc_lowest_and_the_image_specific_layer_last() {
     if !require_all(&["python3", "zstd"]) {
