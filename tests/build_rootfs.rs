@@ -411,3 +411,88 @@ fn files_over_8_gib_keep_their_size_and_content() {
     )));
     assert_eq!(tail, "tail");
 }
+
+/// The bytes rustimage writes are part of its interface: a layer cache,
+/// a registry and every user's pinned digests depend on them. These
+/// digests were recorded from a build before the image model was rewritten
+/// (oci-spec types); any change to tar, compression or JSON output shows
+/// here first. Change them only on purpose, with the cache FORMAT bumped.
+#[test]
+fn output_bytes_are_pinned() {
+    if !require_all(&["python3", "zstd"]) {
+        return;
+    }
+    let tmp = tempdir("build");
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    let squash = run_ok(
+        rustimage()
+            .args(["build", "--squash", "--json", "--rootfs"])
+            .arg(&rootfs)
+            .args(["--tag", "a:1", "--tag", "reg.example:5000/b/c:2"])
+            .args(["--label", "x=y", "--expose", "80", "--expose", "53/udp"])
+            .args(["--volume", "/data", "--env", "A=1", "--user", "u"])
+            .args([
+                "--workdir",
+                "/w",
+                "--entrypoint",
+                "/bin/sh",
+                "--cmd",
+                "-c ls",
+            ])
+            .args([
+                "--stop-signal",
+                "SIGTERM",
+                "--author",
+                "me",
+                "--arch",
+                "arm",
+            ])
+            .args([
+                "--variant",
+                "v7",
+                "--annotation",
+                "k=v",
+                "--created",
+                "@1520598896",
+            ])
+            .arg("--oci-dir")
+            .arg(tmp.path().join("squash")),
+    );
+    let squash: serde_json::Value = serde_json::from_slice(&squash.stdout).unwrap();
+    assert_eq!(
+        squash["manifest"].as_str().unwrap(),
+        "sha256:592a26d96340ccea3a8fe35a16049fe09b1d90d933038af8862faecd8c60e1dc",
+        "{squash}"
+    );
+    let index = fs::read(tmp.path().join("squash/index.json")).unwrap();
+    assert_eq!(
+        sha256_hex(&index),
+        "56e938c7f8f4b1bc456b7bf060fc03cdcc672f110186a02fe9d1f6f4a8baa8c1"
+    );
+
+    let deploy = make_deploy(&tmp.path().join("example"), &[]);
+    for (compression, pin) in [
+        (
+            "gzip",
+            "sha256:4006d2796ec77cf658226af1ceb646221fd5c063bee12f8fedd2718da62e9c77",
+        ),
+        (
+            "zstd",
+            "sha256:5a97fa668dbb4f743b9938c085b6cd9cfd6c983ade5bd2e978a8432df46b043b",
+        ),
+    ] {
+        let out = run_ok(
+            build_deploy_cmd(&deploy)
+                .args(["--compression", compression, "-o"])
+                .arg(tmp.path().join(format!("{compression}.tar"))),
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["manifest"].as_str().unwrap(), pin, "{compression}");
+    }
+    let archive = fs::read(tmp.path().join("gzip.tar")).unwrap();
+    assert_eq!(
+        sha256_hex(&archive),
+        "4635042ca7542da68903eb8df3dfee49cb400d6155a45e691fc8acd6dee8cbf5"
+    );
+}
