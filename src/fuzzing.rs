@@ -1,11 +1,12 @@
 //! Entry points shared by the fuzz targets (fuzz/) and the regression tests
-//! that replay what they found (tests/fuzz_regressions.rs). Each takes raw
-//! bytes, drives one parser the way the tool does, and must return without
-//! panicking whatever the bytes.
+//! that replay what they found (tests/fuzz_regressions.rs); compiled only
+//! with the `fuzzing` feature. Each takes raw bytes, drives one parser the
+//! way the tool does, must return without panicking whatever the bytes,
+//! and says whether the input was accepted (every seed must be).
 
 use std::path::{Path, PathBuf};
 
-use crate::{layout, packages, plan, reference, registry, source};
+use crate::{oci, packages, plan, registry, source};
 
 /// A scratch file holding `data` (parsers that take paths read it back).
 fn scratch(data: &[u8], name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
@@ -25,82 +26,77 @@ fn scratch(data: &[u8], name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
 }
 
 /// A rootfs tarball in any compression: scanned and hashed.
-pub fn rootfs_tar(data: &[u8]) {
+pub fn rootfs_tar(data: &[u8]) -> bool {
     let Some((dir, path)) = scratch(data, "rootfs.tar") else {
-        return;
+        return false;
     };
     let opts = source::ScanOptions {
         hash: true,
         tmpdir: dir.path().to_path_buf(),
         max_size: 64 << 20,
     };
-    if let Ok(rootfs) = source::scan(&path, &opts, &|_| {}) {
-        // Reading every inode back exercises the spool offsets.
-        for id in 0..rootfs.inodes().len() {
-            if let Ok(mut r) = rootfs.open(id) {
-                let _ = std::io::copy(&mut r, &mut std::io::sink());
-            }
-        }
-    }
+    let Ok(rootfs) = source::scan(&path, &opts, &|_| {}) else {
+        return false;
+    };
+    // Reading every inode back exercises the spool offsets.
+    (0..rootfs.inodes().len()).all(|id| {
+        rootfs
+            .open(id)
+            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()))
+            .is_ok()
+    })
 }
 
 /// An ipk, deb (ar or old gzipped tar) or rpm file.
-pub fn package(data: &[u8]) {
+pub fn package(data: &[u8]) -> bool {
     let Some((_dir, path)) = scratch(data, "package") else {
-        return;
+        return false;
     };
-    let _ = packages::read_package(&path);
+    packages::read_package(&path).is_ok()
 }
 
 /// The small text formats: image manifest, pkgdata runtime file, layer
 /// rules, image references, WWW-Authenticate headers. The first byte picks
 /// which.
-pub fn text_inputs(data: &[u8]) {
+pub fn text_inputs(data: &[u8]) -> bool {
     let Some((&which, rest)) = data.split_first() else {
-        return;
+        return false;
     };
+    let text = String::from_utf8_lossy(rest);
     match which % 5 {
-        0 => {
-            if let Some((_d, p)) = scratch(rest, "image.manifest") {
-                let _ = packages::read_manifest(&p);
-            }
-        }
-        1 => {
-            if let Some((_d, p)) = scratch(rest, "runtime-pkg") {
-                let _ = packages::read_pkgdata_runtime(&p);
-            }
-        }
-        2 => {
-            let _ = plan::Rules::parse(&String::from_utf8_lossy(rest));
-        }
+        0 => scratch(rest, "image.manifest")
+            .is_some_and(|(_d, p)| packages::read_manifest(&p).is_ok()),
+        1 => scratch(rest, "runtime-pkg")
+            .is_some_and(|(_d, p)| packages::read_pkgdata_runtime(&p).is_ok()),
+        2 => plan::Rules::parse(&text).is_ok(),
         3 => {
-            let s = String::from_utf8_lossy(rest);
-            let _ = reference::Reference::parse(&s);
-            let _ = registry::Target::parse(&s);
+            let a = oci::Reference::parse(&text).is_ok();
+            registry::Target::parse(&text).is_ok() && a
         }
-        _ => {
-            let _ = registry::auth::parse_challenges(&String::from_utf8_lossy(rest));
-        }
+        _ => !registry::auth::parse_challenges(&text).is_empty(),
     }
 }
 
 /// An image archive (or its index.json) read back as `inspect` and
 /// `push` read it; nothing is sent anywhere.
-pub fn image_layout(data: &[u8]) {
+pub fn image_layout(data: &[u8]) -> bool {
     let Some((_dir, path)) = scratch(data, "image.tar") else {
-        return;
+        return false;
     };
-    let Ok(layout) = layout::Layout::open(&path) else {
-        return;
+    let Ok(set) = oci::read(&path) else {
+        return false;
     };
-    let _ = layout::images(&layout);
-    if let Ok(target) = registry::Target::parse("127.0.0.1:5000/fuzz/image:1")
-        && let Ok(content) = registry::from_layout(&layout, &target)
-    {
-        for blob in &content.blobs {
-            if let Ok(mut r) = (blob.open_at)(0) {
-                let _ = std::io::copy(&mut r, &mut std::io::sink());
-            }
-        }
-    }
+    let images = set.images().is_ok();
+    let Ok(target) = registry::Target::parse("127.0.0.1:5000/fuzz/image:1") else {
+        return false;
+    };
+    let Ok(content) = registry::from_set(&set, &target) else {
+        return false;
+    };
+    let read = content.blobs.iter().all(|blob| {
+        (blob.open_at)(0)
+            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()))
+            .is_ok()
+    });
+    images && read
 }

@@ -1,42 +1,30 @@
 //! rustimage: container images from OpenEmbedded root filesystems.
 //!
-//! The pipeline, one module per stage:
+//! The pipeline, one module per stage, each depending only on those
+//! before it and on the shared vocabulary in [`oci`]:
+//!
 //! source (rootfs entries) -> plan (entries to layers) -> layers (tar,
-//! compress, hash) -> image (config, manifest) -> sinks (archive, OCI dir,
-//! registry). The binary is a thin front (`main.rs`); the modules are a
-//! library so the fuzz targets reach every parser.
+//! compress, hash) -> image (config, manifest, index) -> sinks (archive,
+//! OCI dir) and registry (push). [`packages`] and [`ownership`] say which
+//! package ships which path; [`cmd`] is the command layer above it all,
+//! and `main.rs` only parses the command line and sets the exit code.
 
 // Input must never reach a panic: no unwrap/expect outside tests.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod atomic;
 pub mod b64;
-pub mod build;
-pub mod cli;
+pub mod cmd;
 pub mod deploy;
-pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod image;
-pub mod index;
-pub mod inspect;
 pub mod layers;
-pub mod layout;
+pub mod oci;
 pub mod ownership;
 pub mod packages;
 pub mod plan;
 pub mod progress;
-pub mod push;
-pub mod reference;
 pub mod registry;
 pub mod sinks;
 pub mod source;
-
-/// Runs a parsed command line; the error carries its exit code.
-pub fn run(cli: &cli::Cli) -> Result<(), error::Error> {
-    match &cli.command {
-        cli::Command::Build(args) => build::run(args),
-        cli::Command::Inspect(args) => inspect::run(args),
-        cli::Command::Push(args) => push::run(args),
-        cli::Command::Index(args) => index::run(args),
-    }
-}

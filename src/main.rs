@@ -2,7 +2,7 @@
 //! codes (1, or 2 for usage).
 
 use clap::Parser;
-use rustimage::cli::Cli;
+use rustimage::cmd::{self, cli::Cli};
 
 fn main() {
     limit_malloc_arenas();
@@ -10,7 +10,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    if let Err(e) = rustimage::run(&cli) {
+    if let Err(e) = cmd::run(&cli) {
         eprintln!("rustimage: error: {e}");
         std::process::exit(e.exit_code());
     }

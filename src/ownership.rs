@@ -29,13 +29,13 @@ pub fn load(
     jobs: usize,
     warn: &(dyn Fn(String) + Sync),
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<Owner>, packages::Error> {
+) -> Result<Vec<Owner>, packages::PackageError> {
     let lines = packages::read_manifest(src.manifest)?;
     let feeds = Feeds::scan(src.feeds)?;
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     // One slot per manifest line; None until read (or skipped after an error).
-    type Slot = Option<Result<Option<Owner>, packages::Error>>;
+    type Slot = Option<Result<Option<Owner>, packages::PackageError>>;
     let results: Mutex<Vec<Slot>> = Mutex::new((0..lines.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..jobs.clamp(1, lines.len().max(1)) {
@@ -83,7 +83,7 @@ fn read_one(
     feeds: &Feeds,
     pkgdata: Option<&Path>,
     cache: Option<&Cache>,
-) -> Result<Option<Owner>, packages::Error> {
+) -> Result<Option<Owner>, packages::PackageError> {
     if let Some(file) = feeds.find(line) {
         return read_cached(&file, cache).map(Some);
     }
@@ -96,15 +96,15 @@ fn read_one(
 
 /// Reads a package file, or takes what it ships from the cache, keyed by
 /// the file's own digest (cheaper than decompressing it).
-fn read_cached(file: &Path, cache: Option<&Cache>) -> Result<Owner, packages::Error> {
+fn read_cached(file: &Path, cache: Option<&Cache>) -> Result<Owner, packages::PackageError> {
     let Some(cache) = cache else {
         return packages::read_package(file).map(owner);
     };
-    let io = |e: std::io::Error| packages::Error {
+    let io = |e: std::io::Error| packages::PackageError {
         path: file.to_path_buf(),
         reason: e.to_string(),
     };
-    let key = format!("{CACHE_FORMAT}-{}", file_digest(file).map_err(io)?);
+    let key = format!("{CACHE_FORMAT}-{}", file_digest(file).map_err(io)?.hex());
     if let Some(o) = cache
         .package(&key)
         .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())

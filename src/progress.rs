@@ -25,6 +25,20 @@ impl Progress {
         }
     }
 
+    /// A warning on stderr, above any bars; nothing with --quiet.
+    pub fn warn(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("rustimage: warning: {msg}");
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// The closing line on stderr (what was written or pushed), after
     /// every bar is gone; nothing with --quiet.
     pub fn done(&self, line: &str) {

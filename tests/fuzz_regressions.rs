@@ -1,15 +1,17 @@
 //! Replays the fuzz seed corpus and every input a fuzzer ever crashed on
 //! (fuzz/regressions/<target>/) through the same entry points the fuzz
-//! targets use: each must return, not panic.
+//! targets use: each must return, not panic, and every seed (a valid input
+//! by construction, see fuzz/make-seeds) must be accepted, so a parser
+//! that refuses everything fails here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::path::Path;
 
-fn replay(target: &str, run: fn(&[u8])) -> usize {
+fn replay(target: &str, run: fn(&[u8]) -> bool) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut n = 0;
+    let mut seeds = 0;
     for dir in ["corpus", "regressions"] {
         let Ok(entries) = fs::read_dir(root.join(dir).join(target)) else {
             continue;
@@ -18,29 +20,32 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
             let path = e.unwrap().path();
             let data = fs::read(&path).unwrap();
             eprintln!("{target}: {}", path.display());
-            run(&data);
-            n += 1;
+            let accepted = run(&data);
+            if dir == "corpus" {
+                assert!(accepted, "seed {} was refused", path.display());
+                seeds += 1;
+            }
         }
     }
-    n
+    assert!(seeds > 0, "no seeds for {target}");
 }
 
 #[test]
 fn rootfs_tar() {
-    assert!(replay("rootfs_tar", rustimage::fuzzing::rootfs_tar) > 0);
+    replay("rootfs_tar", rustimage::fuzzing::rootfs_tar);
 }
 
 #[test]
 fn package() {
-    assert!(replay("package", rustimage::fuzzing::package) > 0);
+    replay("package", rustimage::fuzzing::package);
 }
 
 #[test]
 fn text_inputs() {
-    assert!(replay("text_inputs", rustimage::fuzzing::text_inputs) > 0);
+    replay("text_inputs", rustimage::fuzzing::text_inputs);
 }
 
 #[test]
 fn image_layout() {
-    assert!(replay("image_layout", rustimage::fuzzing::image_layout) > 0);
+    replay("image_layout", rustimage::fuzzing::image_layout);
 }

@@ -14,10 +14,11 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
-use super::{Blob, Compression, Layer, Settings, hex};
+use super::{Compression, Layer, Settings};
 use crate::atomic::AtomicFile;
+use crate::oci::{Blob, Digest, Source, hex};
 use crate::plan::LayerPlan;
 use crate::source::{Device, Entry, Rootfs};
 
@@ -51,10 +52,8 @@ impl Cache {
         &self.dir
     }
 
-    fn blob_path(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| self.dir.join("blobs/sha256").join(hex))
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
     }
 
     /// The cached layer for `key`, if present and intact.
@@ -64,44 +63,49 @@ impl Cache {
         if rec.media_type != compression.media_type() {
             return None;
         }
-        let path = self.blob_path(&rec.digest)?;
+        let digest = Digest::parse(&rec.digest).ok()?;
+        let diff_id = Digest::parse(&rec.diff_id).ok()?;
+        let path = self.blob_path(&digest);
         let found = check_blob(&path, compression).ok()?;
-        if found != (rec.digest.clone(), rec.size, rec.diff_id.clone()) {
+        if found != (digest, rec.size, diff_id) {
             // Damaged, edited or half-copied by hand: rebuild and overwrite.
             return None;
         }
         Some(Layer {
-            digest: rec.digest,
-            diff_id: rec.diff_id,
-            size: rec.size,
-            media_type: compression.media_type(),
-            blob: Blob::Path(path),
+            blob: Blob {
+                digest,
+                size: rec.size,
+                media_type: rec.media_type,
+                source: Source::File(path),
+            },
+            diff_id,
         })
     }
 
     /// Stores a freshly built layer under `key`; returns it now backed by
     /// the cache file.
     pub fn put(&self, key: &str, layer: Layer) -> io::Result<Layer> {
-        let path = self
-            .blob_path(&layer.digest)
-            .ok_or_else(|| io::Error::other("malformed digest"))?;
+        let path = self.blob_path(&layer.blob.digest);
         // Written even if a file is there: a miss means that file is
         // damaged (or being replaced by an identical one: harmless).
         let mut out = AtomicFile::create(&path)?;
         io::copy(&mut layer.blob.reader()?, out.file())?;
         out.commit()?;
         let rec = Record {
-            digest: layer.digest.clone(),
-            diff_id: layer.diff_id.clone(),
-            size: layer.size,
-            media_type: layer.media_type.to_string(),
+            digest: layer.blob.digest.to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.blob.size,
+            media_type: layer.blob.media_type.clone(),
         };
         let mut out = AtomicFile::create(&self.dir.join("layers").join(key))?;
         serde_json::to_writer(out.file(), &rec)?;
         out.commit()?;
         Ok(Layer {
-            blob: Blob::Path(path),
-            ..layer
+            blob: Blob {
+                source: Source::File(path),
+                ..layer.blob
+            },
+            diff_id: layer.diff_id,
         })
     }
 }
@@ -120,9 +124,9 @@ impl Cache {
 
 /// Reads a blob whole: (digest, size) of its bytes and the diff_id of what
 /// it decompresses to.
-fn check_blob(path: &Path, compression: Compression) -> io::Result<(String, u64, String)> {
+fn check_blob(path: &Path, compression: Compression) -> io::Result<(Digest, u64, Digest)> {
     let mut blob = Hashing {
-        inner: File::open(path)?,
+        inner: io::BufReader::with_capacity(1 << 20, File::open(path)?),
         hash: Sha256::new(),
         size: 0,
     };
@@ -138,12 +142,11 @@ fn check_blob(path: &Path, compression: Compression) -> io::Result<(String, u64,
             size: 0,
         };
         io::copy(&mut h, &mut io::sink())?;
-        format!("sha256:{}", hex(&h.hash.finalize()))
+        Digest::from_hasher(h.hash)
     };
     // Bytes after the last member still count for the digest.
     io::copy(&mut blob, &mut io::sink())?;
-    let digest = format!("sha256:{}", hex(&blob.hash.finalize()));
-    Ok((digest, blob.size, diff_id))
+    Ok((Digest::from_hasher(blob.hash), blob.size, diff_id))
 }
 
 /// Hashes what is read through it.
@@ -162,25 +165,15 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// SHA-256 of a whole file, hex.
-pub fn file_digest(path: &Path) -> io::Result<String> {
-    let (d, _) = digest_of(&mut File::open(path)?)?;
-    Ok(d.trim_start_matches("sha256:").to_string())
-}
-
-fn digest_of(file: &mut File) -> io::Result<(String, u64)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((format!("sha256:{}", hex(&h.finalize())), size))
+/// The digest of a whole file.
+pub fn file_digest(path: &Path) -> io::Result<Digest> {
+    let mut h = Hashing {
+        inner: io::BufReader::with_capacity(1 << 20, File::open(path)?),
+        hash: Sha256::new(),
+        size: 0,
+    };
+    io::copy(&mut h, &mut io::sink())?;
+    Ok(Digest::from_hasher(h.hash))
 }
 
 /// The identity of a layer before it is written: everything that decides

@@ -14,16 +14,16 @@ pub use cache::{Cache, file_digest};
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::{fmt, thread};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
+use crate::oci::{Blob, Digest, Source, media};
 use crate::plan::LayerPlan;
 use crate::source::{Rootfs, path};
 use compress::{BufPool, Compressor};
@@ -38,9 +38,9 @@ pub enum Compression {
 impl Compression {
     pub fn media_type(self) -> &'static str {
         match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => media::LAYER_GZIP,
+            Compression::Zstd => media::LAYER_ZSTD,
+            Compression::None => media::LAYER_TAR,
         }
     }
 
@@ -83,71 +83,16 @@ pub struct Settings {
     pub workdir: PathBuf,
 }
 
-/// A finished layer blob.
+/// A finished layer: its compressed blob, and the digest of the tar it
+/// decompresses to.
 pub struct Layer {
-    /// `sha256:<hex>` of the compressed blob.
-    pub digest: String,
-    /// `sha256:<hex>` of the uncompressed tar.
-    pub diff_id: String,
-    pub size: u64,
-    pub media_type: &'static str,
     pub blob: Blob,
-}
-
-/// Where a blob's bytes are.
-pub enum Blob {
-    /// An unnamed temporary file.
-    Temp(File),
-    /// A file in the cache.
-    Path(PathBuf),
-}
-
-impl Blob {
-    /// Puts the blob at `dest` (a new path), by a link where possible.
-    pub fn place(&self, dest: &std::path::Path) -> io::Result<()> {
-        match self {
-            Blob::Temp(f) => crate::atomic::link_or_copy(f, dest),
-            Blob::Path(p) => crate::atomic::link_or_copy(&File::open(p)?, dest),
-        }
-    }
-
-    /// A reader from the start of the blob.
-    pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
-        self.reader_at(0)
-    }
-
-    /// A reader from `offset` bytes into the blob.
-    pub fn reader_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
-        match self {
-            Blob::Temp(f) => Ok(Box::new(AtReader {
-                file: f,
-                pos: offset,
-            })),
-            Blob::Path(p) => {
-                let mut f = File::open(p)?;
-                io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
-                Ok(Box::new(f))
-            }
-        }
-    }
-}
-
-struct AtReader<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl Read for AtReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
+    pub diff_id: Digest,
 }
 
 /// A failure while writing layers.
 #[derive(Debug)]
-pub enum Error {
+pub enum LayerError {
     /// Reading an entry's content or writing it failed.
     Entry {
         origin: PathBuf,
@@ -162,27 +107,27 @@ pub enum Error {
     Internal(String),
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for LayerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Entry {
+            LayerError::Entry {
                 origin,
                 path: p,
                 source,
             } => write!(f, "{}: {}: {source}", origin.display(), path::display(p)),
-            Error::Workdir { dir, source } => {
+            LayerError::Workdir { dir, source } => {
                 write!(
                     f,
                     "{}: writing temporary layer files: {source}",
                     dir.display()
                 )
             }
-            Error::Internal(m) => write!(f, "internal error: {m}"),
+            LayerError::Internal(m) => write!(f, "internal error: {m}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for LayerError {}
 
 /// Writes every planned layer, taking unchanged ones from `cache`; returns
 /// them in plan order. `progress` is told the running total of content
@@ -193,7 +138,7 @@ pub fn build(
     settings: &Settings,
     cache: Option<&Cache>,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<Layer>, Error> {
+) -> Result<Vec<Layer>, LayerError> {
     let Some(cache) = cache else {
         return build_all(rootfs, plans, settings, progress);
     };
@@ -205,7 +150,7 @@ pub fn build(
     let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
     let todo: Vec<LayerPlan> = missing.iter().map(|&i| plans[i].clone()).collect();
     let built = build_all(rootfs, &todo, settings, progress)?;
-    let store = |e: io::Error| Error::Workdir {
+    let store = |e: io::Error| LayerError::Workdir {
         dir: cache.dir().to_path_buf(),
         source: e,
     };
@@ -217,7 +162,7 @@ pub fn build(
     }
     found
         .into_iter()
-        .map(|l| l.ok_or_else(|| Error::Internal("a layer went missing".into())))
+        .map(|l| l.ok_or_else(|| LayerError::Internal("a layer went missing".into())))
         .collect()
 }
 
@@ -250,7 +195,7 @@ fn build_all(
     plans: &[LayerPlan],
     settings: &Settings,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<Layer>, Error> {
+) -> Result<Vec<Layer>, LayerError> {
     let jobs = settings.jobs.max(1);
     let pool = BufPool::default();
     let abort = AtomicBool::new(false);
@@ -283,10 +228,10 @@ fn build_all(
         );
         let collected = collector
             .join()
-            .unwrap_or_else(|_| Err(Error::Internal("collector thread panicked".into())));
+            .unwrap_or_else(|_| Err(LayerError::Internal("collector thread panicked".into())));
         for w in workers {
             if w.join().is_err() {
-                return Err(Error::Internal("compression thread panicked".into()));
+                return Err(LayerError::Internal("compression thread panicked".into()));
             }
         }
         let diff_ids = match produced {
@@ -296,7 +241,7 @@ fn build_all(
             // the collector's error, the real cause.
             Err(Produce::Aborted) => {
                 collected?;
-                return Err(Error::Internal("compression stopped early".into()));
+                return Err(LayerError::Internal("compression stopped early".into()));
             }
         };
         let blobs = collected?;
@@ -305,15 +250,17 @@ fn build_all(
             .zip(diff_ids)
             .map(|(b, diff_id)| {
                 let digest = match settings.compression {
-                    Compression::None => diff_id.clone(),
+                    Compression::None => diff_id,
                     _ => b.digest,
                 };
                 Layer {
-                    digest,
+                    blob: Blob {
+                        digest,
+                        size: b.size,
+                        media_type: settings.compression.media_type().to_string(),
+                        source: Source::Temp(Arc::new(b.file)),
+                    },
                     diff_id,
-                    size: b.size,
-                    media_type: settings.compression.media_type(),
-                    blob: Blob::Temp(b.file),
                 }
             })
             .collect())
@@ -329,7 +276,7 @@ struct Job {
 }
 
 enum Produce {
-    Failed(Error),
+    Failed(LayerError),
     /// Stopped because the collector failed; its error is the cause.
     Aborted,
 }
@@ -344,7 +291,7 @@ fn produce(
     pool: &BufPool,
     abort: &AtomicBool,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Vec<String>, Produce> {
+) -> Result<Vec<Digest>, Produce> {
     let mut diff_ids = Vec::with_capacity(plans.len());
     let mut done_bytes = 0u64;
     for (layer, plan) in plans.iter().enumerate() {
@@ -368,7 +315,7 @@ fn produce(
                 if abort.load(Ordering::Relaxed) {
                     Produce::Aborted
                 } else {
-                    Produce::Failed(Error::Entry {
+                    Produce::Failed(LayerError::Entry {
                         origin: rootfs.origin().to_path_buf(),
                         path: e.path,
                         source: e.source,
@@ -413,11 +360,11 @@ impl BlockSink<'_> {
     }
 
     /// Sends the final block; returns the diff_id.
-    fn finish(mut self) -> io::Result<String> {
+    fn finish(mut self) -> io::Result<Digest> {
         self.send(true)?;
         let buf = std::mem::take(&mut self.buf);
         self.pool.put(buf);
-        Ok(format!("sha256:{}", hex(&self.diff.clone().finalize())))
+        Ok(Digest::from_hasher(self.diff.clone()))
     }
 }
 
@@ -477,7 +424,7 @@ fn worker(
 
 struct Written {
     file: File,
-    digest: String,
+    digest: Digest,
     size: u64,
 }
 
@@ -497,10 +444,10 @@ fn collect(
     settings: &Settings,
     pool: &BufPool,
     abort: &AtomicBool,
-) -> Result<Vec<Written>, Error> {
+) -> Result<Vec<Written>, LayerError> {
     let fail = |source: io::Error| {
         abort.store(true, Ordering::Relaxed);
-        Error::Workdir {
+        LayerError::Workdir {
             dir: settings.workdir.clone(),
             source,
         }
@@ -538,7 +485,7 @@ fn collect(
                 let Some(asm) = open[layer].take() else { break };
                 finished[layer] = Some(Written {
                     file: asm.file,
-                    digest: format!("sha256:{}", hex(&asm.hash.finalize())),
+                    digest: Digest::from_hasher(asm.hash),
                     size: asm.size,
                 });
                 break;
@@ -549,18 +496,4 @@ fn collect(
         .into_iter()
         .map(|w| w.ok_or_else(|| fail(io::Error::other("a layer was not completed"))))
         .collect()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// SHA-256 of a byte string as `sha256:<hex>`.
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(data)))
 }

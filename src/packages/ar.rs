@@ -17,7 +17,7 @@ const HEADER_LEN: usize = 60;
 /// Longest BSD-style name we accept: member names here are a few bytes.
 const MAX_NAME: u64 = 1024;
 
-pub struct Reader<R> {
+pub struct ArReader<R> {
     inner: R,
     /// Bytes of the archive after the current position.
     left: u64,
@@ -26,15 +26,15 @@ pub struct Reader<R> {
     pad: u64,
 }
 
-impl<R: Read> Reader<R> {
+impl<R: Read> ArReader<R> {
     /// Checks the magic. `len` is the archive's length: no member may claim
     /// to reach past it.
-    pub fn new(mut inner: R, len: u64) -> io::Result<Reader<R>> {
+    pub fn new(mut inner: R, len: u64) -> io::Result<ArReader<R>> {
         let mut magic = [0u8; 8];
         if read_up_to(&mut inner, &mut magic)? < magic.len() || &magic != MAGIC {
             return Err(invalid("not an ar archive (no !<arch> magic)"));
         }
-        Ok(Reader {
+        Ok(ArReader {
             inner,
             left: len.saturating_sub(8),
             data_left: 0,
@@ -105,7 +105,7 @@ impl<R: Read> Reader<R> {
 }
 
 /// Reads the current member's data, and stops at its end.
-impl<R: Read> Read for Reader<R> {
+impl<R: Read> Read for ArReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.data_left == 0 || buf.is_empty() {
             return Ok(0);
@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     fn members(bytes: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
-        let mut r = Reader::new(bytes, bytes.len() as u64)?;
+        let mut r = ArReader::new(bytes, bytes.len() as u64)?;
         let mut out = Vec::new();
         while let Some((name, _)) = r.next_member()? {
             let mut data = Vec::new();
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn skips_unread_members() {
         let bytes = ar_archive(&[("a", b"12345"), ("b", b"xy")]);
-        let mut r = Reader::new(&bytes[..], bytes.len() as u64).unwrap();
+        let mut r = ArReader::new(&bytes[..], bytes.len() as u64).unwrap();
         assert_eq!(r.next_member().unwrap().unwrap(), ("a".into(), 5));
         let mut one = [0u8; 1];
         r.read_exact(&mut one).unwrap();
@@ -197,8 +197,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_magic_truncation_and_absurd_sizes() {
-        assert!(Reader::new(&b"!<arch"[..], 6).is_err());
-        assert!(Reader::new(&b"PK\x03\x04xxxx"[..], 8).is_err());
+        assert!(ArReader::new(&b"!<arch"[..], 6).is_err());
+        assert!(ArReader::new(&b"PK\x03\x04xxxx"[..], 8).is_err());
         let bytes = ar_archive(&[("debian-binary", b"2.0\n"), ("data.tar", &[7u8; 100])]);
         // Cutting anywhere but between members must fail, never panic.
         let boundary = 8 + 60 + 4;

@@ -17,7 +17,7 @@ const HEADER_LEN: usize = 110;
 pub const MAX_NAME: u64 = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub struct CpioHeader {
     pub name: Vec<u8>,
     pub ino: u32,
     pub mode: u32,
@@ -25,16 +25,16 @@ pub struct Header {
     pub size: u32,
 }
 
-pub struct Reader<R> {
+pub struct CpioReader<R> {
     inner: R,
     data_left: u64,
     pad: u64,
     done: bool,
 }
 
-impl<R: Read> Reader<R> {
-    pub fn new(inner: R) -> Reader<R> {
-        Reader {
+impl<R: Read> CpioReader<R> {
+    pub fn new(inner: R) -> CpioReader<R> {
+        CpioReader {
             inner,
             data_left: 0,
             pad: 0,
@@ -49,7 +49,7 @@ impl<R: Read> Reader<R> {
 
     /// The next entry's header, skipping what is left of the current one's
     /// data; `None` after the trailer.
-    pub fn next_entry(&mut self) -> io::Result<Option<Header>> {
+    pub fn next_entry(&mut self) -> io::Result<Option<CpioHeader>> {
         if self.done {
             return Ok(None);
         }
@@ -100,7 +100,7 @@ impl<R: Read> Reader<R> {
         }
         self.data_left = u64::from(size);
         self.pad = pad4(u64::from(size));
-        Ok(Some(Header {
+        Ok(Some(CpioHeader {
             name,
             ino,
             mode,
@@ -111,7 +111,7 @@ impl<R: Read> Reader<R> {
 }
 
 /// Reads the current entry's data and stops at its end.
-impl<R: Read> Read for Reader<R> {
+impl<R: Read> Read for CpioReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.data_left == 0 || buf.is_empty() {
             return Ok(0);
@@ -155,7 +155,7 @@ mod tests {
         a.extend(cpio_entry(b"./usr/bin/y", 2, 0o120777, 1, b"x"));
         a.extend(cpio_entry(b"TRAILER!!!", 0, 0, 1, b""));
         a.extend(b"garbage after the trailer is rpm's block padding");
-        let mut r = Reader::new(&a[..]);
+        let mut r = CpioReader::new(&a[..]);
         let h = r.next_entry().unwrap().unwrap();
         assert_eq!(
             (h.name.as_slice(), h.mode, h.size),
@@ -174,7 +174,7 @@ mod tests {
         let entry = cpio_entry(b"./a", 1, 0o100644, 1, b"data");
         // No trailer, cut anywhere: truncated.
         for cut in 0..entry.len() + 1 {
-            let mut r = Reader::new(&entry[..cut]);
+            let mut r = CpioReader::new(&entry[..cut]);
             let mut res = r.next_entry();
             if let Ok(Some(_)) = res {
                 res = r.next_entry();
@@ -183,18 +183,18 @@ mod tests {
         }
         let mut bad = entry.clone();
         bad[0] = b'1';
-        assert!(Reader::new(&bad[..]).next_entry().is_err());
+        assert!(CpioReader::new(&bad[..]).next_entry().is_err());
         let long = vec![b'a'; 5000];
-        let e = Reader::new(&cpio_entry(&long, 1, 0o100644, 1, b"")[..])
+        let e = CpioReader::new(&cpio_entry(&long, 1, 0o100644, 1, b"")[..])
             .next_entry()
             .unwrap_err();
         assert!(e.to_string().contains("at most 4096"), "{e}");
         let mut nohex = entry.clone();
         nohex[10] = b'g';
-        assert!(Reader::new(&nohex[..]).next_entry().is_err());
+        assert!(CpioReader::new(&nohex[..]).next_entry().is_err());
         let mut stripped = entry;
         stripped[..6].copy_from_slice(b"07070X");
-        let e = Reader::new(&stripped[..]).next_entry().unwrap_err();
+        let e = CpioReader::new(&stripped[..]).next_entry().unwrap_err();
         assert!(e.to_string().contains("stripped"), "{e}");
     }
 }

@@ -23,19 +23,19 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::{Error, ManifestLine, Package, Sniffed, read_any, sniff, strip_epoch};
+use super::{ManifestLine, Package, PackageError, Sniffed, read_any, sniff, strip_epoch};
 
 /// Deepest feed layout: `<root>/<arch>/<prefix>/<stem>/<file>`.
 const MAX_DEPTH: usize = 4;
 
 /// An index of the package files under one or more feed directories.
 pub struct Feeds {
-    entries: Vec<Entry>,
+    entries: Vec<FeedFile>,
     /// File name -> entries with that name, in scan order.
     by_name: BTreeMap<String, Vec<usize>>,
 }
 
-struct Entry {
+struct FeedFile {
     path: PathBuf,
     /// Named `.ipk` (or opkg-build -O's `.opk`), `.deb` or `.rpm`; else
     /// found by content.
@@ -49,7 +49,7 @@ impl Feeds {
     /// them (`DIR/<arch>/*.ipk`) or flat directories. Files are recognised
     /// by extension, else by content (ar, rpm lead, gzipped ipk). Earlier
     /// directories win when a package is in several.
-    pub fn scan(dirs: &[PathBuf]) -> Result<Feeds, Error> {
+    pub fn scan(dirs: &[PathBuf]) -> Result<Feeds, PackageError> {
         let mut entries = Vec::new();
         for dir in dirs {
             walk(dir, 0, &mut entries)?;
@@ -78,7 +78,7 @@ impl Feeds {
             }
         }
         // Tolerance: the file's name may not follow the conventions.
-        let prefix = |e: &Entry| {
+        let prefix = |e: &FeedFile| {
             let name = e.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             name.strip_prefix(line.name.as_str())
                 .is_some_and(|rest| rest.starts_with(['_', '-', '.']))
@@ -161,8 +161,9 @@ fn same_arch(a: &str, b: &str) -> bool {
             .all(|(x, y)| x == y || (matches!(x, b'-' | b'_') && matches!(y, b'-' | b'_')))
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<Entry>) -> Result<(), Error> {
-    let at = |e: std::io::Error| Error::new(dir, format!("cannot read the feed directory: {e}"));
+fn walk(dir: &Path, depth: usize, out: &mut Vec<FeedFile>) -> Result<(), PackageError> {
+    let at =
+        |e: std::io::Error| PackageError::new(dir, format!("cannot read the feed directory: {e}"));
     let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(at)?
         .map(|e| e.map(|e| e.path()))
@@ -188,7 +189,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Entry>) -> Result<(), Error> {
         if !conventional && !is_package(&path) {
             continue;
         }
-        out.push(Entry {
+        out.push(FeedFile {
             path,
             conventional,
             meta: OnceLock::new(),

@@ -20,7 +20,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use super::{
-    Error, FileKind, FileList, Format, Package, ar, canonical, context, decode, drain,
+    FileKind, FileList, Format, Package, PackageError, ar, canonical, context, decode, drain,
     hash_content, invalid, read_up_to,
 };
 
@@ -30,21 +30,25 @@ const MAX_LINK: u64 = 4096;
 
 /// Reads an ipk: an ar archive or the old gzipped-tar form.
 #[cfg(test)]
-pub fn read_ipk(path: &Path) -> Result<Package, Error> {
+pub fn read_ipk(path: &Path) -> Result<Package, PackageError> {
     read(path, Some(Format::Ipk), true)
 }
 
 /// Reads a deb (an ar archive; data.tar.xz, .zst, .gz, .bz2, .lzma or
 /// uncompressed).
 #[cfg(test)]
-pub fn read_deb(path: &Path) -> Result<Package, Error> {
+pub fn read_deb(path: &Path) -> Result<Package, PackageError> {
     read(path, Some(Format::Deb), true)
 }
 
 /// `format`: what the caller asked for, or `None` to decide by name and
 /// control fields. With `files == false` the data archive is not read.
-pub(super) fn read(path: &Path, format: Option<Format>, files: bool) -> Result<Package, Error> {
-    let at = |e: io::Error| Error::new(path, e);
+pub(super) fn read(
+    path: &Path,
+    format: Option<Format>,
+    files: bool,
+) -> Result<Package, PackageError> {
+    let at = |e: io::Error| PackageError::new(path, e);
     let file = File::open(path).map_err(at)?;
     let len = file.metadata().map_err(at)?.len();
     let mut input = BufReader::new(file);
@@ -52,7 +56,7 @@ pub(super) fn read(path: &Path, format: Option<Format>, files: bool) -> Result<P
     let n = read_up_to(&mut input, &mut head).map_err(at)?;
     let input = io::Cursor::new(head[..n].to_vec()).chain(input);
     let parts = if &head[..n] == ar::MAGIC {
-        read_ar(ar::Reader::new(input, len).map_err(at)?, files).map_err(at)?
+        read_ar(ar::ArReader::new(input, len).map_err(at)?, files).map_err(at)?
     } else if head.starts_with(&[0x1f, 0x8b]) && format != Some(Format::Deb) {
         read_old_ipk(input, files).map_err(at)?
     } else {
@@ -61,20 +65,24 @@ pub(super) fn read(path: &Path, format: Option<Format>, files: bool) -> Result<P
         } else {
             "an ipk"
         };
-        return Err(Error::new(
+        return Err(PackageError::new(
             path,
             format!("not {what} package (neither an ar archive nor a gzipped tar)"),
         ));
     };
     let control = parts
         .control
-        .ok_or_else(|| Error::new(path, "the package has no control.tar member"))?;
+        .ok_or_else(|| PackageError::new(path, "the package has no control.tar member"))?;
     if files && parts.files.is_none() {
-        return Err(Error::new(path, "the package has no data.tar member"));
+        return Err(PackageError::new(
+            path,
+            "the package has no data.tar member",
+        ));
     }
     let field = |name: &str| control.get(name).map(str::to_string);
     let need = |name: &str| {
-        field(name).ok_or_else(|| Error::new(path, format!("control file has no {name} field")))
+        field(name)
+            .ok_or_else(|| PackageError::new(path, format!("control file has no {name} field")))
     };
     let format = format.unwrap_or_else(|| {
         let by_name = path.extension().and_then(|e| e.to_str());
@@ -122,7 +130,7 @@ struct Parts {
     files: Option<FileList>,
 }
 
-fn read_ar<R: Read>(mut ar: ar::Reader<R>, files: bool) -> io::Result<Parts> {
+fn read_ar<R: Read>(mut ar: ar::ArReader<R>, files: bool) -> io::Result<Parts> {
     let mut parts = Parts::default();
     while let Some((name, _)) = ar.next_member()? {
         member(&name, &mut ar, files, &mut parts)?;
@@ -472,12 +480,12 @@ mod tests {
         );
         let e = read_ipk(&path).unwrap_err();
         assert!(e.reason.contains("Architecture"), "{e}");
-        let escaping = tar_bytes(&[Entry::file("./../etc/passwd", b"x")]);
+        let escaping = tar_bytes(&[TarMember::file("./../etc/passwd", b"x")]);
         let control = control_text("x", "1", "all", None);
         write_ipk(&path, &control, &escaping, Comp::None);
         let e = read_ipk(&path).unwrap_err();
         assert!(e.reason.contains(".."), "{e}");
-        let dangling = tar_bytes(&[Entry::hardlink("./a", "./b")]);
+        let dangling = tar_bytes(&[TarMember::hardlink("./a", "./b")]);
         write_ipk(&path, &control, &dangling, Comp::None);
         assert!(read_ipk(&path).unwrap_err().reason.contains("hard link"));
     }

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::Error;
+use super::PackageError;
 
 /// Longest manifest line accepted.
 const MAX_LINE: usize = 4096;
@@ -33,13 +33,13 @@ pub struct ManifestLine {
 
 /// Reads an image manifest. Blank lines are skipped; any other line that is
 /// not three fields is an error naming its number.
-pub fn read_manifest(path: &Path) -> Result<Vec<ManifestLine>, Error> {
-    let file = File::open(path).map_err(|e| Error::new(path, e))?;
+pub fn read_manifest(path: &Path) -> Result<Vec<ManifestLine>, PackageError> {
+    let file = File::open(path).map_err(|e| PackageError::new(path, e))?;
     let mut reader = BufReader::new(file);
     let mut out = Vec::new();
     let mut buf = Vec::new();
     for number in 1.. {
-        let at = |reason: String| Error::new(path, format!("line {number}: {reason}"));
+        let at = |reason: String| PackageError::new(path, format!("line {number}: {reason}"));
         buf.clear();
         // One byte past the limit (plus the newline) tells an overlong line.
         let n = (&mut reader)

@@ -112,21 +112,21 @@ pub enum FileKind {
 
 /// A package input that could not be read, with the file it concerns.
 #[derive(Debug)]
-pub struct Error {
+pub struct PackageError {
     pub path: PathBuf,
     pub reason: String,
 }
 
-impl Error {
-    fn new(path: &Path, reason: impl fmt::Display) -> Error {
-        Error {
+impl PackageError {
+    fn new(path: &Path, reason: impl fmt::Display) -> PackageError {
+        PackageError {
             path: path.to_path_buf(),
             reason: reason.to_string(),
         }
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for PackageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One line, whatever the reason holds.
         let reason = self.reason.replace('\n', " ");
@@ -134,7 +134,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for PackageError {}
 
 impl Package {
     /// Whether this package is the one a manifest line names. Architectures
@@ -190,17 +190,17 @@ pub fn dependency_names(list: &str) -> Vec<String> {
 
 /// Reads any package file, telling ipk, deb and rpm apart by content (and
 /// ipk from deb by name, then by OE's deb-only `PackageArch` field).
-pub fn read_package(path: &Path) -> Result<Package, Error> {
+pub fn read_package(path: &Path) -> Result<Package, PackageError> {
     read_any(path, true)
 }
 
 /// [`read_package`], or with `files == false` only the name, version, arch
 /// and recipe (the control data or rpm header, not the payload).
-fn read_any(path: &Path, files: bool) -> Result<Package, Error> {
-    match sniff(path).map_err(|e| Error::new(path, e))? {
+fn read_any(path: &Path, files: bool) -> Result<Package, PackageError> {
+    match sniff(path).map_err(|e| PackageError::new(path, e))? {
         Some(Sniffed::Rpm) => rpm::read(path, files),
         Some(Sniffed::Ar | Sniffed::GzipTar) => ipk::read(path, None, files),
-        None => Err(Error::new(
+        None => Err(PackageError::new(
             path,
             "not an ipk, deb or rpm package (unknown content)",
         )),
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn error_is_one_line() {
-        let e = Error::new(Path::new("/x/y.ipk"), "bad\nthing");
+        let e = PackageError::new(Path::new("/x/y.ipk"), "bad\nthing");
         assert_eq!(e.to_string(), "/x/y.ipk: bad thing");
     }
 

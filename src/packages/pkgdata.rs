@@ -18,7 +18,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{Error, FileKind, FileList, Format, Package, canonical, invalid};
+use super::{FileKind, FileList, Format, Package, PackageError, canonical, invalid};
 
 /// Largest runtime file we read. FILES_INFO of the biggest packages runs
 /// to a few MiB (kernel-devsrc, about 80 000 files, some 7 MiB); the limit
@@ -40,15 +40,15 @@ const USED: [&str; 7] = [
 /// non-zero, as package_ipk and package_deb write it); every FILES_INFO entry
 /// is a [`FileKind::File`] with its size and no digest (symlinks included:
 /// pkgdata does not tell them apart).
-pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
-    let at = |e: io::Error| Error::new(path, e);
+pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, PackageError> {
+    let at = |e: io::Error| PackageError::new(path, e);
     // Values are keyed by the runtime file's name, also when it is read
     // through a runtime-reverse/ link.
     let real = std::fs::canonicalize(path).map_err(at)?;
     let pkg = real
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::new(path, "the runtime file name is not UTF-8"))?;
+        .ok_or_else(|| PackageError::new(path, "the runtime file name is not UTF-8"))?;
     let file = File::open(path).map_err(at)?;
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut reader = BufReader::new(file.take(MAX_FILE + 1));
@@ -61,13 +61,13 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
         }
         total += line.len() as u64;
         if total > MAX_FILE {
-            return Err(Error::new(
+            return Err(PackageError::new(
                 path,
                 "the runtime file is larger than 64 MiB: not pkgdata as BitBake writes it",
             ));
         }
         let text = std::str::from_utf8(&line)
-            .map_err(|_| Error::new(path, format!("line {number}: not UTF-8")))?;
+            .map_err(|_| PackageError::new(path, format!("line {number}: not UTF-8")))?;
         // OE splits at the first ':' followed by white space.
         let Some((key, value)) = split_var(text.trim_end_matches(['\n', '\r'])) else {
             continue;
@@ -79,7 +79,8 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
         if !USED.contains(&var) {
             continue;
         }
-        let value = unescape(value).map_err(|e| Error::new(path, format!("line {number}: {e}")))?;
+        let value =
+            unescape(value).map_err(|e| PackageError::new(path, format!("line {number}: {e}")))?;
         vars.push((key.to_string(), value));
     }
     // The line buffer may be as big as FILES_INFO: free it before parsing.
@@ -92,7 +93,8 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
             .or_else(|| vars.iter().find(|(k, _)| k == var))
             .map(|(_, v)| v.as_str())
     };
-    let need = |var: &str| get(var).ok_or_else(|| Error::new(path, format!("no {var} line")));
+    let need =
+        |var: &str| get(var).ok_or_else(|| PackageError::new(path, format!("no {var} line")));
     let version = format!("{}-{}", need("PKGV")?, need("PKGR")?);
     let version = match get("PKGE").and_then(|e| e.trim().parse::<u64>().ok()) {
         Some(e) if e > 0 => format!("{e}:{version}"),
@@ -104,7 +106,7 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, Error> {
             files.push(canonical(&raw)?, FileKind::File { size, sha256: None });
             Ok(())
         })
-        .map_err(|e| Error::new(path, format!("FILES_INFO: {e}")))?;
+        .map_err(|e| PackageError::new(path, format!("FILES_INFO: {e}")))?;
     }
     // RDEPENDS name packages before OE's renaming (glibc, not libc6):
     // map each through its own runtime file, as the manifest names them.

@@ -29,7 +29,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Error, FileKind, FileList, Format, Package, canonical, context, cpio, decode, drain,
+    FileKind, FileList, Format, Package, PackageError, canonical, context, cpio, decode, drain,
     hash_content, invalid, read_up_to,
 };
 
@@ -74,26 +74,29 @@ const S_IFIFO: u32 = 0o010000;
 
 /// Reads an rpm: metadata from the header, files from the payload.
 #[cfg(test)]
-pub fn read_rpm(path: &Path) -> Result<Package, Error> {
+pub fn read_rpm(path: &Path) -> Result<Package, PackageError> {
     read(path, true)
 }
 
 /// With `files == false` the payload is not read.
-pub(super) fn read(path: &Path, files: bool) -> Result<Package, Error> {
-    let at = |e: io::Error| Error::new(path, e);
+pub(super) fn read(path: &Path, files: bool) -> Result<Package, PackageError> {
+    let at = |e: io::Error| PackageError::new(path, e);
     let mut input = BufReader::new(File::open(path).map_err(at)?);
     let mut lead = [0u8; LEAD_LEN];
     let n = read_up_to(&mut input, &mut lead).map_err(at)?;
     if n < 4 || lead[..4] != LEAD_MAGIC {
-        return Err(Error::new(path, "not an rpm package (bad lead magic)"));
+        return Err(PackageError::new(
+            path,
+            "not an rpm package (bad lead magic)",
+        ));
     }
     if n < LEAD_LEN {
-        return Err(Error::new(path, "rpm lead is truncated"));
+        return Err(PackageError::new(path, "rpm lead is truncated"));
     }
-    Header::read(&mut input, true)
+    RpmHeader::read(&mut input, true)
         .map_err(context("signature header"))
         .map_err(at)?;
-    let header = Header::read(&mut input, false)
+    let header = RpmHeader::read(&mut input, false)
         .map_err(context("header"))
         .map_err(at)?;
     let mut package = metadata(&header, path).map_err(at)?;
@@ -104,7 +107,7 @@ pub(super) fn read(path: &Path, files: bool) -> Result<Package, Error> {
         match header.string(PAYLOADFORMAT).map_err(at)?.as_deref() {
             None | Some("cpio") => {}
             Some(other) => {
-                return Err(Error::new(
+                return Err(PackageError::new(
                     path,
                     format!("unsupported payload format {other}"),
                 ));
@@ -118,7 +121,7 @@ pub(super) fn read(path: &Path, files: bool) -> Result<Package, Error> {
     Ok(package)
 }
 
-fn metadata(h: &Header, path: &Path) -> io::Result<Package> {
+fn metadata(h: &RpmHeader, path: &Path) -> io::Result<Package> {
     let need = |tag: u32, what: &str| {
         h.string(tag)?
             .ok_or_else(|| invalid(format!("header has no {what}")))
@@ -185,7 +188,7 @@ struct List {
     sha256: bool,
 }
 
-fn header_files(h: &Header) -> io::Result<List> {
+fn header_files(h: &RpmHeader) -> io::Result<List> {
     let names: Vec<Vec<u8>> = match h.strings(BASENAMES)? {
         Some(base) => {
             let dirs = h.strings(DIRNAMES)?.unwrap_or_default();
@@ -280,7 +283,7 @@ fn read_payload(payload: impl Read, list: &List) -> io::Result<Vec<super::Packag
     let mut seen = vec![false; list.files.len()];
     let mut out = FileList::default();
     let mut links: HashMap<u32, LinkSet> = HashMap::new();
-    let mut cpio = cpio::Reader::new(payload);
+    let mut cpio = cpio::CpioReader::new(payload);
     while let Some(h) = cpio.next_entry()? {
         let path = canonical(&h.name)?;
         let show = String::from_utf8_lossy(&h.name).into_owned();
@@ -412,15 +415,15 @@ struct IndexEntry {
 }
 
 /// A parsed header: its index and data store.
-struct Header {
+struct RpmHeader {
     index: Vec<IndexEntry>,
     data: Vec<u8>,
 }
 
-impl Header {
+impl RpmHeader {
     /// Reads one header; the signature header is followed by padding to a
     /// multiple of 8 bytes.
-    fn read(r: &mut impl Read, signature: bool) -> io::Result<Header> {
+    fn read(r: &mut impl Read, signature: bool) -> io::Result<RpmHeader> {
         let mut intro = [0u8; 16];
         if read_up_to(r, &mut intro)? < intro.len() {
             return Err(truncated());
@@ -460,7 +463,7 @@ impl Header {
             }
             index.push(entry);
         }
-        Ok(Header { index, data })
+        Ok(RpmHeader { index, data })
     }
 
     fn find(&self, tag: u32) -> Option<&IndexEntry> {

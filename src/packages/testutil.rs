@@ -102,44 +102,44 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 /// One tar entry to write.
-pub struct Entry {
+pub struct TarMember {
     path: String,
     kind: tar::EntryType,
     data: Vec<u8>,
     link: String,
 }
 
-impl Entry {
-    fn new(path: &str, kind: tar::EntryType, data: &[u8], link: &str) -> Entry {
-        Entry {
+impl TarMember {
+    fn new(path: &str, kind: tar::EntryType, data: &[u8], link: &str) -> TarMember {
+        TarMember {
             path: path.into(),
             kind,
             data: data.to_vec(),
             link: link.into(),
         }
     }
-    pub fn file(path: &str, data: &[u8]) -> Entry {
-        Entry::new(path, tar::EntryType::Regular, data, "")
+    pub fn file(path: &str, data: &[u8]) -> TarMember {
+        TarMember::new(path, tar::EntryType::Regular, data, "")
     }
-    pub fn dir(path: &str) -> Entry {
-        Entry::new(path, tar::EntryType::Directory, b"", "")
+    pub fn dir(path: &str) -> TarMember {
+        TarMember::new(path, tar::EntryType::Directory, b"", "")
     }
-    pub fn symlink(path: &str, target: &str) -> Entry {
-        Entry::new(path, tar::EntryType::Symlink, b"", target)
+    pub fn symlink(path: &str, target: &str) -> TarMember {
+        TarMember::new(path, tar::EntryType::Symlink, b"", target)
     }
-    pub fn hardlink(path: &str, target: &str) -> Entry {
-        Entry::new(path, tar::EntryType::Link, b"", target)
+    pub fn hardlink(path: &str, target: &str) -> TarMember {
+        TarMember::new(path, tar::EntryType::Link, b"", target)
     }
-    pub fn device(path: &str) -> Entry {
-        Entry::new(path, tar::EntryType::Char, b"", "")
+    pub fn device(path: &str) -> TarMember {
+        TarMember::new(path, tar::EntryType::Char, b"", "")
     }
-    pub fn fifo(path: &str) -> Entry {
-        Entry::new(path, tar::EntryType::Fifo, b"", "")
+    pub fn fifo(path: &str) -> TarMember {
+        TarMember::new(path, tar::EntryType::Fifo, b"", "")
     }
 }
 
 /// A GNU tar of the entries, as opkg-build and dpkg-deb write (`./` names).
-pub fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
+pub fn tar_bytes(entries: &[TarMember]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
@@ -165,17 +165,17 @@ pub fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
 /// The data tarball most tests use: every kind of entry.
 pub fn sample_data() -> Vec<u8> {
     tar_bytes(&[
-        Entry::dir("./"),
-        Entry::dir("./usr/"),
-        Entry::dir("./usr/bin/"),
-        Entry::file("./usr/bin/hello", b"hello\n"),
-        Entry::symlink("./usr/bin/hi", "hello"),
-        Entry::file("./usr/bin/same", b"same\n"),
-        Entry::hardlink("./usr/bin/same2", "./usr/bin/same"),
-        Entry::dir("./dev/"),
-        Entry::device("./dev/null"),
-        Entry::dir("./run/"),
-        Entry::fifo("./run/fifo"),
+        TarMember::dir("./"),
+        TarMember::dir("./usr/"),
+        TarMember::dir("./usr/bin/"),
+        TarMember::file("./usr/bin/hello", b"hello\n"),
+        TarMember::symlink("./usr/bin/hi", "hello"),
+        TarMember::file("./usr/bin/same", b"same\n"),
+        TarMember::hardlink("./usr/bin/same2", "./usr/bin/same"),
+        TarMember::dir("./dev/"),
+        TarMember::device("./dev/null"),
+        TarMember::dir("./run/"),
+        TarMember::fifo("./run/fifo"),
     ])
 }
 
@@ -194,8 +194,8 @@ pub fn control_text(name: &str, version: &str, arch: &str, recipe: Option<&str>)
 /// `control.tar.gz` holding `./control`.
 pub fn control_tar(control: &str) -> Vec<u8> {
     gzip(&tar_bytes(&[
-        Entry::dir("./"),
-        Entry::file("./control", control.as_bytes()),
+        TarMember::dir("./"),
+        TarMember::file("./control", control.as_bytes()),
     ]))
 }
 
@@ -215,9 +215,9 @@ pub fn write_ipk(path: &Path, control: &str, data_tar: &[u8], comp: Comp) {
 /// control.tar.gz, in ipkg-build's order.
 pub fn write_old_ipk(path: &Path, control: &str, data_tar: &[u8]) {
     let outer = tar_bytes(&[
-        Entry::file("./debian-binary", b"2.0\n"),
-        Entry::file("./data.tar.gz", &gzip(data_tar)),
-        Entry::file("./control.tar.gz", &control_tar(control)),
+        TarMember::file("./debian-binary", b"2.0\n"),
+        TarMember::file("./data.tar.gz", &gzip(data_tar)),
+        TarMember::file("./control.tar.gz", &control_tar(control)),
     ]);
     std::fs::write(path, gzip(&outer)).unwrap();
 }
@@ -291,7 +291,7 @@ pub fn cpio_entry(name: &[u8], ino: u32, mode: u32, nlink: u32, data: &[u8]) -> 
 }
 
 /// A header tag value for [`rpm_bytes`].
-pub enum Tag {
+pub enum RpmTag {
     Str(&'static str),
     Strs(Vec<Vec<u8>>),
     I32(Vec<u32>),
@@ -299,18 +299,18 @@ pub enum Tag {
 }
 
 /// A header: magic, counts, index, data.
-pub fn rpm_header(tags: &[(u32, Tag)]) -> Vec<u8> {
+pub fn rpm_header(tags: &[(u32, RpmTag)]) -> Vec<u8> {
     let mut index = Vec::new();
     let mut data = Vec::new();
     for (tag, value) in tags {
         let (ty, count) = match value {
-            Tag::Str(s) => {
+            RpmTag::Str(s) => {
                 let offset = data.len();
                 data.extend_from_slice(s.as_bytes());
                 data.push(0);
                 (6u32, (1, offset))
             }
-            Tag::Strs(v) => {
+            RpmTag::Strs(v) => {
                 let offset = data.len();
                 for s in v {
                     data.extend_from_slice(s);
@@ -318,7 +318,7 @@ pub fn rpm_header(tags: &[(u32, Tag)]) -> Vec<u8> {
                 }
                 (8, (v.len(), offset))
             }
-            Tag::I32(v) => {
+            RpmTag::I32(v) => {
                 while !data.len().is_multiple_of(4) {
                     data.push(0);
                 }
@@ -327,7 +327,7 @@ pub fn rpm_header(tags: &[(u32, Tag)]) -> Vec<u8> {
                     .for_each(|x| data.extend_from_slice(&x.to_be_bytes()));
                 (4, (v.len(), offset))
             }
-            Tag::I16(v) => {
+            RpmTag::I16(v) => {
                 while !data.len().is_multiple_of(2) {
                     data.push(0);
                 }
@@ -351,7 +351,7 @@ pub fn rpm_header(tags: &[(u32, Tag)]) -> Vec<u8> {
 }
 
 /// An rpm: lead, an empty signature header, the header, the payload.
-pub fn rpm_bytes(tags: &[(u32, Tag)], payload: &[u8]) -> Vec<u8> {
+pub fn rpm_bytes(tags: &[(u32, RpmTag)], payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0xed, 0xab, 0xee, 0xdb, 3, 0];
     out.resize(96, 0);
     out.extend(rpm_header(&[]));

@@ -6,8 +6,8 @@ mod packages;
 mod packing;
 mod rules;
 
-pub use packages::{Claim, ClaimKind, Error, Owner, plan as per_package};
-pub use rules::{Error as RulesError, Rules};
+pub use packages::{Claim, ClaimKind, Owner, PlanError, plan as per_package};
+pub use rules::{Rules, RulesError};
 
 use crate::source::{NodeId, Rootfs, path};
 

@@ -54,15 +54,15 @@ pub enum ClaimKind {
 }
 
 #[derive(Debug)]
-pub struct Error(pub String);
+pub struct PlanError(pub String);
 
-impl std::fmt::Display for Error {
+impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for PlanError {}
 
 const FINAL: &str = "rustimage: image-specific files (not from any package)";
 
@@ -73,9 +73,9 @@ pub fn plan(
     owners: &[Owner],
     rules: &Rules,
     max_layers: usize,
-) -> Result<Vec<LayerPlan>, Error> {
+) -> Result<Vec<LayerPlan>, PlanError> {
     if rules.len() + 1 > max_layers {
-        return Err(Error(format!(
+        return Err(PlanError(format!(
             "{} rule layers plus the final layer exceed --max-layers {max_layers}",
             rules.len()
         )));

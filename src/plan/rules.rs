@@ -18,18 +18,18 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 #[derive(Debug)]
-pub struct Error {
+pub struct RulesError {
     pub path: PathBuf,
     pub reason: String,
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for RulesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path.display(), self.reason)
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for RulesError {}
 
 pub struct Rule {
     pub name: String,
@@ -42,12 +42,12 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn load(path: &Path) -> Result<Rules, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error {
+    pub fn load(path: &Path) -> Result<Rules, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        Rules::parse(&text).map_err(|reason| Error {
+        Rules::parse(&text).map_err(|reason| RulesError {
             path: path.to_path_buf(),
             reason,
         })

@@ -5,8 +5,11 @@
 use serde_json::Value;
 
 use super::{Doc, Error};
-use crate::image::canonical;
-use crate::layers::sha256;
+use crate::oci::{Digest, canonical};
+
+fn sha256(bytes: &[u8]) -> String {
+    Digest::of(bytes).to_string()
+}
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -72,7 +75,7 @@ pub fn to_docker(doc: &Doc, children: &[(String, Doc)]) -> Result<Doc, Error> {
         DOCKER_MANIFEST
     };
     obj.insert("mediaType".into(), Value::from(media_type));
-    let bytes = canonical(&v).map_err(|e| Error(e.to_string()))?;
+    let bytes = canonical(&v);
     Ok(Doc {
         digest: sha256(&bytes),
         media_type: media_type.to_string(),

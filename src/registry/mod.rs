@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use content::{from_image, from_layout};
+pub use content::from_set;
 pub use reference::Target;
 use upload::{Outcome, Uploader};
 

@@ -17,7 +17,7 @@ pub struct Target {
 
 impl Target {
     pub fn parse(s: &str) -> Result<Target, String> {
-        let r = crate::reference::Reference::parse(s)
+        let r = crate::oci::Reference::parse(s)
             .map_err(|e| format!("invalid image reference '{s}': {e}"))?;
         let endpoint = match r.registry.as_str() {
             "docker.io" | "index.docker.io" => "registry-1.docker.io".to_string(),

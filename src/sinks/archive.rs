@@ -7,18 +7,27 @@ use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
+use serde::Serialize;
 use tar::{EntryType, Header};
 
-use super::{Blob, Error, Files};
+use super::OutputError;
 use crate::atomic::AtomicFile;
-use crate::image;
+use crate::oci::{Blob, Digest, ImageSet, Manifest, canonical, media, oci_layout};
 
-/// Writes the archive to `path`, or to stdout when `path` is `-`.
-pub fn write(files: &Files<'_>, path: &Path) -> Result<(), Error> {
-    let fail = |e: io::Error| Error::new(path, e);
+/// Writes the archive to `path` (or stdout when `path` is `-`); `mtime`
+/// dates its members.
+pub fn write(set: &ImageSet, path: &Path, mtime: u64) -> Result<(), OutputError> {
+    let fail = |e: io::Error| OutputError::new(path, e);
+    let docker = docker_manifest(set).map_err(fail)?;
     if path == Path::new("-") {
         let out = io::stdout().lock();
-        let out = write_to(files, BufWriter::with_capacity(1 << 20, out)).map_err(fail)?;
+        let out = write_to(
+            set,
+            docker.as_deref(),
+            mtime,
+            BufWriter::with_capacity(1 << 20, out),
+        )
+        .map_err(fail)?;
         out.into_inner()
             .map_err(|e| fail(e.into_error()))?
             .flush()
@@ -28,7 +37,7 @@ pub fn write(files: &Files<'_>, path: &Path) -> Result<(), Error> {
     let mut file = AtomicFile::create(path).map_err(fail)?;
     {
         let out = BufWriter::with_capacity(1 << 20, file.file());
-        write_to(files, out)
+        write_to(set, docker.as_deref(), mtime, out)
             .map_err(fail)?
             .into_inner()
             .map_err(|e| fail(e.into_error()))?;
@@ -36,37 +45,67 @@ pub fn write(files: &Files<'_>, path: &Path) -> Result<(), Error> {
     file.commit().map_err(fail)
 }
 
-fn write_to<W: Write>(files: &Files<'_>, out: W) -> io::Result<W> {
-    let mtime = files.mtime;
-    let mut tar = tar::Builder::new(out);
-    // Blobs by path, each once (two layers may be equal).
-    let mut blobs: BTreeMap<String, &Blob<'_>> = BTreeMap::new();
-    for b in &files.blobs {
-        blobs.insert(image::blob_path(&b.digest), b);
+/// Docker's `manifest.json`, pointing into the layout's blobs: one entry
+/// per image with its names as RepoTags. `None` when an entry is an index
+/// (Docker's view has no indexes).
+fn docker_manifest(set: &ImageSet) -> io::Result<Option<Vec<u8>>> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct DockerImage {
+        config: String,
+        repo_tags: Vec<String>,
+        layers: Vec<String>,
     }
+    let mut entries: Vec<(Digest, DockerImage)> = Vec::new();
+    for e in &set.entries {
+        if !media::is_manifest(&e.media_type) {
+            return Ok(None);
+        }
+        let names = e.ref_name().map(str::to_string);
+        if let Some((_, seen)) = entries.iter_mut().find(|(d, _)| *d == e.digest) {
+            seen.repo_tags.extend(names);
+            continue;
+        }
+        let m: Manifest = set.doc(&e.digest).map_err(io::Error::other)?;
+        entries.push((
+            e.digest,
+            DockerImage {
+                config: m.config.digest.blob_path(),
+                repo_tags: names.into_iter().collect(),
+                layers: m.layers.iter().map(|l| l.digest.blob_path()).collect(),
+            },
+        ));
+    }
+    let entries: Vec<DockerImage> = entries.into_iter().map(|(_, e)| e).collect();
+    Ok(Some(canonical(&entries)))
+}
+
+fn write_to<W: Write>(set: &ImageSet, docker: Option<&[u8]>, mtime: u64, out: W) -> io::Result<W> {
+    let mut tar = tar::Builder::new(out);
+    // Blobs by path, each once.
+    let blobs: BTreeMap<String, &Blob> = set
+        .blobs()
+        .iter()
+        .map(|b| (b.digest.blob_path(), b))
+        .collect();
     dir(&mut tar, "blobs/", mtime)?;
     dir(&mut tar, "blobs/sha256/", mtime)?;
     for (name, blob) in &blobs {
         file(&mut tar, name, mtime, blob.size, blob.reader()?)?;
     }
+    let index = set.index_json();
     file(
         &mut tar,
         "index.json",
         mtime,
-        files.index.len() as u64,
-        &files.index[..],
+        index.len() as u64,
+        &index[..],
     )?;
-    if let Some(m) = &files.docker_manifest {
-        file(&mut tar, "manifest.json", mtime, m.len() as u64, &m[..])?;
+    if let Some(m) = docker {
+        file(&mut tar, "manifest.json", mtime, m.len() as u64, m)?;
     }
-    let layout = image::oci_layout();
-    file(
-        &mut tar,
-        "oci-layout",
-        mtime,
-        layout.len() as u64,
-        &layout[..],
-    )?;
+    let layout = oci_layout();
+    file(&mut tar, "oci-layout", mtime, layout.len() as u64, layout)?;
     tar.into_inner()
 }
 

@@ -28,10 +28,10 @@ fn rpm(dir: &Path, name: &'static str, version: &'static str, arch: &'static str
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(format!("{name}-{version}-r0.{arch}.rpm"));
     let tags = vec![
-        (1000, Tag::Str(name)),
-        (1001, Tag::Str(version)),
-        (1002, Tag::Str("r0")),
-        (1022, Tag::Str(arch)),
+        (1000, RpmTag::Str(name)),
+        (1001, RpmTag::Str(version)),
+        (1002, RpmTag::Str("r0")),
+        (1022, RpmTag::Str(arch)),
     ];
     let mut cpio = cpio_entry(b"TRAILER!!!", 0, 0, 1, b"");
     cpio = gzip(&cpio);

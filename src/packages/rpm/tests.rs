@@ -121,27 +121,27 @@ fn corrupt_rpms_are_errors_never_panics() {
     assert!(read_rpm(&bad).is_err());
 }
 
-fn tags(files: &[(&str, u16, u32, &str)], digest_algo: Option<u32>) -> Vec<(u32, Tag)> {
+fn tags(files: &[(&str, u16, u32, &str)], digest_algo: Option<u32>) -> Vec<(u32, RpmTag)> {
     let mut t = vec![
-        (NAME, Tag::Str("old")),
-        (VERSION, Tag::Str("1.0")),
-        (RELEASE, Tag::Str("r1")),
-        (ARCH, Tag::Str("core2_64")),
-        (SOURCERPM, Tag::Str("old-recipe-1.0-r1.src.rpm")),
-        (PAYLOADCOMPRESSOR, Tag::Str("gzip")),
+        (NAME, RpmTag::Str("old")),
+        (VERSION, RpmTag::Str("1.0")),
+        (RELEASE, RpmTag::Str("r1")),
+        (ARCH, RpmTag::Str("core2_64")),
+        (SOURCERPM, RpmTag::Str("old-recipe-1.0-r1.src.rpm")),
+        (PAYLOADCOMPRESSOR, RpmTag::Str("gzip")),
         (
             OLDFILENAMES,
-            Tag::Strs(files.iter().map(|f| f.0.as_bytes().to_vec()).collect()),
+            RpmTag::Strs(files.iter().map(|f| f.0.as_bytes().to_vec()).collect()),
         ),
-        (FILEMODES, Tag::I16(files.iter().map(|f| f.1).collect())),
-        (FILESIZES, Tag::I32(files.iter().map(|f| f.2).collect())),
+        (FILEMODES, RpmTag::I16(files.iter().map(|f| f.1).collect())),
+        (FILESIZES, RpmTag::I32(files.iter().map(|f| f.2).collect())),
         (
             FILEDIGESTS,
-            Tag::Strs(files.iter().map(|f| f.3.as_bytes().to_vec()).collect()),
+            RpmTag::Strs(files.iter().map(|f| f.3.as_bytes().to_vec()).collect()),
         ),
     ];
     if let Some(a) = digest_algo {
-        t.push((FILEDIGESTALGO, Tag::I32(vec![a])));
+        t.push((FILEDIGESTALGO, RpmTag::I32(vec![a])));
     }
     t
 }
@@ -161,7 +161,7 @@ const HELLO_SHA: &str = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e
 fn reads_old_filenames_and_checks_header_against_payload() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.rpm");
-    let write = |tags: &[(u32, Tag)], payload: &[u8]| {
+    let write = |tags: &[(u32, RpmTag)], payload: &[u8]| {
         std::fs::write(&path, rpm_bytes(tags, payload)).unwrap();
         read_rpm(&path)
     };
@@ -209,7 +209,7 @@ fn reads_old_filenames_and_checks_header_against_payload() {
     let escape = [("/usr/../etc/passwd", 0o100755u16, 6u32, "")];
     assert!(write(&tags(&escape, Some(8)), &good).is_err());
     let mut uneven = tags(&hello, Some(8));
-    uneven.push((FILEFLAGS, Tag::I32(vec![0, 0])));
+    uneven.push((FILEFLAGS, RpmTag::I32(vec![0, 0])));
     assert!(
         write(&uneven, &good)
             .unwrap_err()
@@ -217,7 +217,7 @@ fn reads_old_filenames_and_checks_header_against_payload() {
             .contains("FILEFLAGS")
     );
     let mut other = tags(&hello, Some(8));
-    other.push((PAYLOADFORMAT, Tag::Str("drpm")));
+    other.push((PAYLOADFORMAT, RpmTag::Str("drpm")));
     assert!(write(&other, &good).unwrap_err().reason.contains("drpm"));
 }
 

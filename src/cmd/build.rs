@@ -1,15 +1,15 @@
-//! `rustimage build`: runs the pipeline source -> plan -> layers -> image ->
-//! sinks for the given arguments.
+//! `rustimage build`: source -> plan -> layers -> image -> sinks, for the
+//! given arguments.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::cli::BuildArgs;
-use crate::error::Error;
-use crate::image::{self, Image};
+use super::cli::BuildArgs;
+use super::{Error, write_outputs};
+use crate::oci::{ImageConfig, ImageSet, Manifest};
 use crate::progress::Progress;
-use crate::{deploy, layers, ownership, plan, sinks, source};
+use crate::{deploy, image, layers, ownership, plan, source};
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let push_target = args.outputs.check()?;
@@ -17,26 +17,12 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let spec = args.spec(sde.as_deref())?;
     let (compression, level) = args.compression()?;
     let progress = Progress::new(args.quiet, args.json);
-    let quiet = args.quiet;
-    let warn = move |msg: String| {
-        if !quiet {
-            eprintln!("rustimage: warning: {msg}");
-        }
-    };
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
-    let inputs = Inputs::resolve(args)?;
+    let inputs = Inputs::resolve(args, &progress)?;
     let rules = match &args.layer_rules {
         Some(p) => plan::Rules::load(p)?,
         None => plan::Rules::default(),
     };
-    let per_package = !args.squash && args.max_layers > 1 && inputs.manifest.is_some();
-    if !args.squash
-        && inputs.manifest.is_none()
-        && (!args.feeds.is_empty() || args.pkgdata.is_some() || args.deploy_dir.is_some())
-    {
-        warn("no image manifest (give --manifest): building one layer".into());
-    }
-
     for out in outputs(args) {
         check_writable(out)?;
     }
@@ -50,58 +36,25 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         .as_deref()
         .map(|d| {
             layers::Cache::open(d)
-                .map_err(|e| sinks::Error::new(d, format!("can't use as a layer cache: {e}")))
+                .map_err(|e| Error::path(d, "can't use as a layer cache", Some(e)))
         })
         .transpose()?;
+    let per_package = !args.squash && args.max_layers > 1 && inputs.manifest.is_some();
+    let timer = Timer::new();
 
-    // Package lists and the rootfs are independent: read both at once.
-    let input_size = std::fs::metadata(&inputs.rootfs)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let scan_opts = source::ScanOptions {
+    let scan = source::ScanOptions {
         hash: per_package || cache.is_some(),
         tmpdir: workdir.clone(),
         max_size: args.max_size,
     };
-    let timer = Timer::new();
-    let (owners, rootfs) = std::thread::scope(|s| {
-        let owners = s.spawn(|| -> Result<Vec<plan::Owner>, Error> {
-            let Some(manifest) = inputs.manifest.as_deref().filter(|_| per_package) else {
-                return Ok(Vec::new());
-            };
-            let src = ownership::Sources {
-                manifest,
-                feeds: &inputs.feeds,
-                pkgdata: inputs.pkgdata.as_deref(),
-                cache: cache.as_ref(),
-            };
-            let bar = progress.count("packages", 0);
-            let owners = ownership::load(&src, jobs, &warn, &|n| bar.set_position(n))?;
-            bar.finish_and_clear();
-            timer.mark("packages read");
-            Ok(owners)
-        });
-        let bar = progress.bytes("reading", input_size);
-        let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n));
-        bar.finish_and_clear();
-        timer.mark("rootfs read");
-        let owners = owners
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("package reader panicked".into())));
-        Ok::<_, Error>((owners?, rootfs?))
-    })?;
-    if rootfs.nodes().len() <= 1 {
-        warn(format!(
-            "{} is empty: the image has no files",
-            inputs.rootfs.display()
-        ));
-    }
-
+    let (owners, rootfs) = read(&inputs, per_package, &scan, cache.as_ref(), jobs, &progress)?;
+    timer.mark("inputs read");
     let plans = if per_package {
         plan::per_package(&rootfs, &owners, &rules, usize::from(args.max_layers))?
     } else {
         vec![plan::squash(&rootfs)]
     };
+    timer.mark("planned");
 
     // Without a given time, mtimes are kept (clamping them to anything
     // would make Python rewrite every .pyc) and the newest dates the image.
@@ -114,46 +67,18 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         workdir,
     };
     let bar = progress.bytes("layers", rootfs.content_bytes());
-    timer.mark("planned");
     let built = layers::build(&rootfs, &plans, &settings, cache.as_ref(), &|n| {
         bar.set_position(n)
     })?;
     bar.finish_and_clear();
-
     timer.mark("layers written");
-    let image = image::assemble(&spec, created, &plans, built)?;
-    let files = sinks::Files::of_image(&image)?;
-    let mut wrote = Vec::new();
-    if let Some(out) = &args.outputs.output {
-        sinks::archive::write(&files, out)?;
-        wrote.push(if out.as_os_str() == "-" {
-            "stdout".to_string()
-        } else {
-            out.display().to_string()
-        });
-    }
-    if let Some(dir) = &args.outputs.oci_dir {
-        sinks::ocidir::write(&files, dir)?;
-        wrote.push(dir.display().to_string());
-    }
-    if !wrote.is_empty() {
-        let size: u64 = image.layers.iter().map(|l| l.size).sum();
-        progress.done(&format!(
-            "wrote {}: image {}, {} layer(s), {}",
-            wrote.join(" and "),
-            image.manifest_digest,
-            image.layers.len(),
-            indicatif::HumanBytes(size)
-        ));
-    }
-    if let Some(target) = &push_target {
-        let content = crate::registry::from_image(&image, target);
-        let report = crate::push::send(target, &content, &args.outputs.registry, &progress)?;
-        crate::push::finish(target, &report, &args.outputs.registry, &progress, false)?;
-    }
+
+    let set = image::assemble(&spec, created, &plans, built)?;
+    let mtime = u64::try_from(created).unwrap_or(0);
+    write_outputs(&set, &args.outputs, push_target.as_ref(), mtime, &progress)?;
     timer.mark("outputs written");
     if args.json {
-        println!("{}", summary(&image, &plans));
+        println!("{}", summary(&set)?);
     }
     Ok(())
 }
@@ -167,11 +92,11 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn resolve(args: &BuildArgs) -> Result<Inputs, Error> {
+    fn resolve(args: &BuildArgs, progress: &Progress) -> Result<Inputs, Error> {
         let found = match (&args.deploy_dir, &args.image, &args.machine) {
             (Some(dir), Some(image), Some(machine)) => {
                 if !dir.is_dir() {
-                    return Err(sinks::Error::new(dir, "not a directory").into());
+                    return Err(Error::path(dir, "not a directory", None));
                 }
                 deploy::find(dir, image, machine)
             }
@@ -186,18 +111,70 @@ impl Inputs {
                     args.image.as_deref().unwrap_or_default(),
                     args.machine.as_deref().unwrap_or_default(),
                 );
-                return Err(sinks::Error::new(dir, deploy::hint(dir, image, machine)).into());
+                return Err(Error::path(dir, deploy::hint(dir, image, machine), None));
             }
         };
         let mut feeds = found.feeds;
         feeds.extend(args.feeds.iter().cloned());
-        Ok(Inputs {
+        let inputs = Inputs {
             rootfs,
             manifest: args.manifest.clone().or(found.manifest),
             feeds,
             pkgdata: args.pkgdata.clone().or(found.pkgdata),
-        })
+        };
+        if !args.squash
+            && inputs.manifest.is_none()
+            && (!args.feeds.is_empty() || args.pkgdata.is_some() || args.deploy_dir.is_some())
+        {
+            progress.warn("no image manifest (give --manifest): building one layer");
+        }
+        Ok(inputs)
     }
+}
+
+/// Reads the package lists and the rootfs, both at once: they are
+/// independent.
+fn read(
+    inputs: &Inputs,
+    per_package: bool,
+    scan: &source::ScanOptions,
+    cache: Option<&layers::Cache>,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<(Vec<plan::Owner>, source::Rootfs), Error> {
+    let warn = |m: String| progress.warn(&m);
+    let (owners, rootfs) = std::thread::scope(|s| {
+        let owners = s.spawn(|| -> Result<Vec<plan::Owner>, Error> {
+            let Some(manifest) = inputs.manifest.as_deref().filter(|_| per_package) else {
+                return Ok(Vec::new());
+            };
+            let src = ownership::Sources {
+                manifest,
+                feeds: &inputs.feeds,
+                pkgdata: inputs.pkgdata.as_deref(),
+                cache,
+            };
+            let bar = progress.count("packages", 0);
+            let owners = ownership::load(&src, jobs, &warn, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            Ok(owners)
+        });
+        let size = std::fs::metadata(&inputs.rootfs).map_or(0, |m| m.len());
+        let bar = progress.bytes("reading", size);
+        let rootfs = source::scan(&inputs.rootfs, scan, &|n| bar.set_position(n));
+        bar.finish_and_clear();
+        let owners = owners
+            .join()
+            .unwrap_or(Err(Error::Internal("the package reader panicked")));
+        Ok::<_, Error>((owners?, rootfs?))
+    })?;
+    if rootfs.nodes().len() <= 1 {
+        progress.warn(&format!(
+            "{} is empty: the image has no files",
+            inputs.rootfs.display()
+        ));
+    }
+    Ok((owners, rootfs))
 }
 
 /// The outputs that are files or directories on disk: not stdout, not a
@@ -226,9 +203,9 @@ fn parent(p: &Path) -> PathBuf {
 /// Fails early, before any work, when an output can't be created.
 fn check_writable(out: &Path) -> Result<(), Error> {
     let dir = parent(out);
-    tempfile::tempfile_in(&dir).map(drop).map_err(|e| {
-        sinks::Error::new(out, format!("can't write in {}: {e}", dir.display())).into()
-    })
+    tempfile::tempfile_in(&dir)
+        .map(drop)
+        .map_err(|e| Error::path(out, format!("can't write in {}", dir.display()), Some(e)))
 }
 
 /// The latest mtime in the rootfs (0 for an empty one).
@@ -247,19 +224,36 @@ pub fn default_jobs() -> usize {
         .unwrap_or(1)
 }
 
-fn summary(image: &Image, plans: &[plan::LayerPlan]) -> serde_json::Value {
-    json!({
-        "tags": image.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-        "manifest": image.manifest_digest,
-        "config": image.config_digest,
-        "layers": image.layers.iter().zip(plans).map(|(l, p)| json!({
-            "digest": l.digest,
-            "diff_id": l.diff_id,
-            "size": l.size,
-            "media_type": l.media_type,
-            "created_by": p.created_by,
-        })).collect::<Vec<_>>(),
-    })
+/// `--json`: tags, digests and each layer's digest, diff_id, size, media
+/// type and history.
+fn summary(set: &ImageSet) -> Result<serde_json::Value, Error> {
+    let entry = set
+        .entries
+        .first()
+        .ok_or(Error::Internal("the built image has no entry"))?;
+    let manifest: Manifest = set.doc(&entry.digest)?;
+    let config: ImageConfig = set.doc(&manifest.config.digest)?;
+    let layers = manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .zip(&config.history)
+        .map(|((l, diff_id), h)| {
+            json!({
+                "digest": l.digest,
+                "diff_id": diff_id,
+                "size": l.size,
+                "media_type": l.media_type,
+                "created_by": h.created_by,
+            })
+        })
+        .collect::<Vec<_>>();
+    Ok(json!({
+        "tags": set.entries.iter().filter_map(|e| e.ref_name()).collect::<Vec<_>>(),
+        "manifest": entry.digest,
+        "config": manifest.config.digest,
+        "layers": layers,
+    }))
 }
 
 /// Phase times on stderr when RUSTIMAGE_TIMINGS is set (for profiling and

@@ -186,6 +186,41 @@ fn check_digest(d: &str) -> Result<(), Invalid> {
     }
 }
 
+/// An image name with its tag, as the user gave it (`foo:1.0`,
+/// `registry.local:5000/team/foo:1.0`): what archives and layouts name
+/// images by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    short: String,
+}
+
+impl Tag {
+    pub fn parse(s: &str) -> Result<Tag, String> {
+        let reference =
+            Reference::parse(s).map_err(|e| format!("invalid image name '{s}': {e}"))?;
+        if reference.digest.is_some() {
+            return Err(format!(
+                "invalid image name '{s}': a tag can't carry a digest"
+            ));
+        }
+        let tag = reference.tag.as_deref().unwrap_or("latest");
+        // Keep the user's spelling of the name; only add the default tag.
+        let name = match s.rsplit_once(':') {
+            Some((n, t)) if t == tag && !t.contains('/') => n,
+            _ => s,
+        };
+        Ok(Tag {
+            short: format!("{name}:{tag}"),
+        })
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +296,16 @@ mod tests {
         for s in ["@", ":", "/", "@:", "a@", "::", "[", "]", ":/", "a:/b"] {
             let _ = Reference::parse(s);
         }
+    }
+
+    #[test]
+    fn tags_keep_spelling_and_default_latest() {
+        assert_eq!(Tag::parse("foo").unwrap().to_string(), "foo:latest");
+        assert_eq!(Tag::parse("foo:1.0").unwrap().to_string(), "foo:1.0");
+        let t = Tag::parse("localhost:5000/a/b").unwrap();
+        assert_eq!(t.to_string(), "localhost:5000/a/b:latest");
+        assert!(Tag::parse("Foo").is_err());
+        assert!(Tag::parse("reg.io/Team/foo").is_err());
+        assert!(Tag::parse("foo@sha256:abc").is_err());
     }
 }

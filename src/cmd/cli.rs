@@ -1,14 +1,15 @@
-//! Command-line front: arguments, and their translation into the typed
-//! settings the stages take. Everything a user can get wrong is checked
-//! here and reported as a usage error (exit 2).
+//! The command line: arguments, and their translation into the typed
+//! settings the library takes. Everything a user can get wrong in the
+//! arguments is checked here and reported as a [`UsageError`] (exit 2).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::image::{Spec, Tag};
+use crate::image::Spec;
 use crate::layers::Compression;
+use crate::oci::Tag;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,7 +31,7 @@ pub enum Command {
     /// Push an image archive or OCI layout to a registry.
     Push(PushArgs),
     /// Combine images for several machines into one multi-platform index.
-    Index(crate::index::IndexArgs),
+    Index(IndexArgs),
 }
 
 /// How to reach a registry (shared by push, build --push and index --push).
@@ -115,6 +116,43 @@ pub struct PushArgs {
     /// Print a JSON summary (digest, blob counts) on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+impl PushArgs {
+    pub fn target(&self) -> Result<crate::registry::Target, UsageError> {
+        crate::registry::Target::parse(&self.reference).map_err(UsageError)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// Image archives or OCI layout directories holding one image each.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub outputs: Outputs,
+    /// Name for the index in the archive or layout (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Index annotation KEY=VALUE (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// No progress output; only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the index digest and platforms as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl IndexArgs {
+    pub fn tags(&self) -> Result<Vec<Tag>, UsageError> {
+        tags(&self.tags)
+    }
+
+    pub fn annotations(&self) -> Result<BTreeMap<String, String>, UsageError> {
+        pairs("--annotation", &self.annotations)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -293,11 +331,7 @@ impl BuildArgs {
 
     /// The image description the flags ask for.
     pub fn spec(&self, source_date_epoch: Option<&str>) -> Result<Spec, UsageError> {
-        let mut tags = self
-            .tags
-            .iter()
-            .map(|t| Tag::parse(t).map_err(|e| usage(format!("--tag: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut tags = tags(&self.tags)?;
         if tags.is_empty()
             && let Some(image) = &self.image
         {
@@ -390,6 +424,14 @@ pub fn command(flag: &str, s: &str) -> Result<Vec<String>, UsageError> {
     } else {
         Ok(s.split_whitespace().map(str::to_string).collect())
     }
+}
+
+/// `--tag` values.
+fn tags(items: &[String]) -> Result<Vec<Tag>, UsageError> {
+    items
+        .iter()
+        .map(|t| Tag::parse(t).map_err(|e| usage(format!("--tag: {e}"))))
+        .collect()
 }
 
 fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, UsageError> {

@@ -1,35 +1,32 @@
-//! `rustimage push`, and the push step of `build --push`.
+//! `rustimage push`, and the push step of `build --push` and `index --push`.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::cli::{PushArgs, RegistryArgs, UsageError};
-use crate::error::Error;
-use crate::layout::Layout;
+use super::Error;
+use super::cli::{PushArgs, RegistryArgs};
+use crate::oci::ImageSet;
 use crate::progress::Progress;
-use crate::registry::{self, Content, Report, Target, client};
+use crate::registry::{self, Report, Target, client};
 
 pub fn run(args: &PushArgs) -> Result<(), Error> {
-    let target = target(&args.reference)?;
-    let layout = Layout::open(&args.source)?;
-    let content = registry::from_layout(&layout, &target)?;
+    let target = args.target()?;
+    let set = crate::oci::read(&args.source)?;
     let progress = Progress::new(args.quiet, args.json);
-    let report = send(&target, &content, &args.registry, &progress)?;
+    let report = send(&set, &target, &args.registry, &progress)?;
     finish(&target, &report, &args.registry, &progress, args.json)
 }
 
-pub fn target(reference: &str) -> Result<Target, Error> {
-    Target::parse(reference).map_err(|e| UsageError(e).into())
-}
-
-/// Pushes `content`, with a bar per blob on a terminal.
+/// Pushes the entry of `set` that `target` names, with a bar per blob on a
+/// terminal.
 pub fn send(
+    set: &ImageSet,
     target: &Target,
-    content: &Content<'_>,
     args: &RegistryArgs,
     progress: &Progress,
 ) -> Result<Report, Error> {
+    let content = registry::from_set(set, target)?;
     let opts = registry::Options {
         client: client::Options {
             insecure: args.insecure,
@@ -43,7 +40,7 @@ pub fn send(
         mount_from: args.mount_from.clone(),
     };
     let bars = progress.blobs();
-    let report = registry::push(target, content, &opts, &|digest, sent, size| {
+    let report = registry::push(target, &content, &opts, &|digest, sent, size| {
         bars.update(digest, sent, size)
     })?;
     bars.clear();
@@ -60,7 +57,7 @@ pub fn finish(
 ) -> Result<(), Error> {
     if let Some(path) = &args.digestfile {
         crate::atomic::write_file(path, report.digest.as_bytes())
-            .map_err(|e| crate::sinks::Error::new(path, e))?;
+            .map_err(|e| crate::sinks::OutputError::new(path, e))?;
     }
     if as_json {
         println!(

@@ -1,0 +1,380 @@
+//! Reads an image back into an [`ImageSet`]: an archive (rustimage's own,
+//! `docker save`'s of any Docker version, an oci-archive) or an OCI layout
+//! directory. Every name and size read from one is checked here, once:
+//! digests parse, every blob exists with the size its descriptor gives,
+//! JSON documents are small and hash to their digests, and member names
+//! stay inside the layout (no `..`, no symlinks out of a directory).
+//!
+//! Layer blobs are not read: they stay where they are, opened on demand.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use super::blob::{Blob, Source};
+use super::digest::Digest;
+use super::docs::{Descriptor, Index, Manifest, canonical};
+use super::media;
+use super::set::ImageSet;
+
+/// A manifest or config is a few KiB; this guards against reading a layer
+/// as JSON.
+const MAX_JSON: u64 = 16 << 20;
+/// Indexes nest (an index of per-platform images); deeper is hostile.
+const MAX_DEPTH: usize = 4;
+
+/// What is wrong with an image archive or layout, and which one.
+#[derive(Debug)]
+pub struct LayoutError {
+    pub path: PathBuf,
+    pub what: String,
+    pub source: Option<io::Error>,
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.what)?;
+        if let Some(e) = &self.source {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LayoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// Reads the image archive or layout directory at `path`.
+pub fn read(path: &Path) -> Result<ImageSet, LayoutError> {
+    let store = Store::open(path)?;
+    let mut set = ImageSet::new();
+    if store.member("index.json")?.is_some() {
+        let index: Index = store.json("index.json")?;
+        for entry in index.manifests {
+            store.load(&mut set, &entry, 0)?;
+            set.entries.push(entry);
+        }
+        return Ok(set);
+    }
+    if store.member("manifest.json")?.is_some() {
+        store.load_docker(&mut set)?;
+        return Ok(set);
+    }
+    Err(store.error("neither index.json nor manifest.json: not an image"))
+}
+
+/// Where the members are.
+enum Store {
+    Dir(PathBuf),
+    /// An archive: member name -> (offset, size).
+    Archive {
+        path: PathBuf,
+        members: HashMap<String, (u64, u64)>,
+    },
+}
+
+impl Store {
+    fn open(path: &Path) -> Result<Store, LayoutError> {
+        let fail = |what: &str, e: io::Error| LayoutError {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+            source: Some(e),
+        };
+        let meta = std::fs::metadata(path).map_err(|e| fail("can't read it", e))?;
+        if meta.is_dir() {
+            return Ok(Store::Dir(path.to_path_buf()));
+        }
+        let file = File::open(path).map_err(|e| fail("can't read it", e))?;
+        let mut archive = tar::Archive::new(file);
+        let mut members = HashMap::new();
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| fail("not an image archive", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| fail("not an image archive", e))?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let Ok(name) = std::str::from_utf8(&entry.path_bytes()).map(str::to_string) else {
+                continue;
+            };
+            let name = name.trim_start_matches("./").to_string();
+            members.insert(name, (entry.raw_file_position(), entry.size()));
+        }
+        if members.is_empty() {
+            return Err(LayoutError {
+                path: path.to_path_buf(),
+                what: "not an image archive: no files in it".into(),
+                source: None,
+            });
+        }
+        Ok(Store::Archive {
+            path: path.to_path_buf(),
+            members,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Store::Dir(p) | Store::Archive { path: p, .. } => p,
+        }
+    }
+
+    fn error(&self, what: impl Into<String>) -> LayoutError {
+        LayoutError {
+            path: self.path().to_path_buf(),
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A member's bytes and size, `None` when absent. Names that would
+    /// leave the layout (absolute, `..`, through a symlink) are errors.
+    fn member(&self, name: &str) -> Result<Option<(Source, u64)>, LayoutError> {
+        let inside = !name.is_empty()
+            && !name.contains('\0')
+            && Path::new(name)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            return Err(self.error(format!("'{}' is not a name inside the image", show(name))));
+        }
+        match self {
+            Store::Archive { path, members } => {
+                let name = name.trim_start_matches("./");
+                Ok(members.get(name).map(|&(offset, size)| {
+                    (
+                        Source::Range {
+                            file: path.clone(),
+                            offset,
+                        },
+                        size,
+                    )
+                }))
+            }
+            Store::Dir(dir) => {
+                // Every step must be a real directory and the end a regular
+                // file: a symlink could lead anywhere on this machine.
+                let mut at = dir.clone();
+                let parts: Vec<_> = Path::new(name).components().collect();
+                for (i, part) in parts.iter().enumerate() {
+                    at.push(part);
+                    let meta = match std::fs::symlink_metadata(&at) {
+                        Ok(m) => m,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => {
+                            return Err(LayoutError {
+                                path: dir.clone(),
+                                what: format!("{name}: can't read it"),
+                                source: Some(e),
+                            });
+                        }
+                    };
+                    let last = i + 1 == parts.len();
+                    let ok = if last { meta.is_file() } else { meta.is_dir() };
+                    if !ok {
+                        return Err(self.error(format!(
+                            "{name}: {} is not a regular {}",
+                            at.display(),
+                            if last { "file" } else { "directory" }
+                        )));
+                    }
+                    if last {
+                        return Ok(Some((Source::File(at), meta.len())));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// A small member, whole.
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, LayoutError> {
+        let (source, size) = self
+            .member(name)?
+            .ok_or_else(|| self.error(format!("{name}: not in the image")))?;
+        if size > MAX_JSON {
+            return Err(self.error(format!(
+                "{name}: {size} bytes is too big for a JSON document"
+            )));
+        }
+        let blob = Blob {
+            digest: Digest::of(b""),
+            size,
+            media_type: String::new(),
+            source,
+        };
+        let mut buf = Vec::new();
+        blob.reader()
+            .and_then(|mut r| r.read_to_end(&mut buf))
+            .map_err(|e| LayoutError {
+                path: self.path().to_path_buf(),
+                what: format!("{name}: can't read it"),
+                source: Some(e),
+            })?;
+        Ok(buf)
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, LayoutError> {
+        serde_json::from_slice(&self.bytes(name)?)
+            .map_err(|e| self.error(format!("{name}: invalid: {e}")))
+    }
+
+    /// The blob a descriptor names, checked to exist with its size.
+    fn blob(&self, d: &Descriptor) -> Result<Blob, LayoutError> {
+        let name = d.digest.blob_path();
+        let (source, size) = self
+            .member(&name)?
+            .ok_or_else(|| self.error(format!("blob {} is missing", d.digest)))?;
+        if size != d.size {
+            return Err(self.error(format!(
+                "blob {} is {size} bytes, its descriptor says {}",
+                d.digest, d.size
+            )));
+        }
+        Ok(Blob {
+            digest: d.digest,
+            size,
+            media_type: d.media_type.clone(),
+            source,
+        })
+    }
+
+    /// A JSON document a descriptor names, read and checked against its
+    /// digest.
+    fn doc(&self, d: &Descriptor) -> Result<Blob, LayoutError> {
+        self.blob(d)?;
+        let bytes = self.bytes(&d.digest.blob_path())?;
+        if Digest::of(&bytes) != d.digest {
+            return Err(self.error(format!("blob {} does not match its digest", d.digest)));
+        }
+        Ok(Blob::bytes(&d.media_type, bytes))
+    }
+
+    /// Adds what `d` (an index, a manifest or another blob) leads to.
+    fn load(&self, set: &mut ImageSet, d: &Descriptor, depth: usize) -> Result<(), LayoutError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("indexes nested too deep"));
+        }
+        if set.blob(&d.digest).is_some() {
+            return Ok(());
+        }
+        if media::is_index(&d.media_type) {
+            let doc = self.doc(d)?;
+            let index: Index = parse(self, &doc)?;
+            set.add(doc);
+            for child in &index.manifests {
+                self.load(set, child, depth + 1)?;
+            }
+        } else if media::is_manifest(&d.media_type) {
+            let doc = self.doc(d)?;
+            let manifest: Manifest = parse(self, &doc)?;
+            set.add(doc);
+            set.add(self.doc(&manifest.config)?);
+            for layer in &manifest.layers {
+                set.add(self.blob(layer)?);
+            }
+        } else {
+            set.add(self.blob(d)?);
+        }
+        Ok(())
+    }
+
+    /// A `docker save` archive without an OCI index (Docker before 25):
+    /// each image of `manifest.json` becomes an OCI manifest over the same
+    /// blobs, their digests computed as they are read.
+    fn load_docker(&self, set: &mut ImageSet) -> Result<(), LayoutError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct SavedImage {
+            config: String,
+            #[serde(default)]
+            repo_tags: Option<Vec<String>>,
+            layers: Vec<String>,
+        }
+        let entries: Vec<SavedImage> = self.json("manifest.json")?;
+        for e in entries {
+            let config = Blob::bytes(media::CONFIG, self.bytes(&e.config)?);
+            let mut layers = Vec::new();
+            for name in &e.layers {
+                layers.push(self.hashed(name)?);
+            }
+            let manifest = Manifest {
+                schema_version: 2,
+                media_type: Some(media::MANIFEST.to_string()),
+                artifact_type: None,
+                config: config.descriptor(),
+                layers: layers.iter().map(Blob::descriptor).collect(),
+                subject: None,
+                annotations: Default::default(),
+            };
+            let manifest = Blob::bytes(media::MANIFEST, canonical(&manifest));
+            let descriptor = manifest.descriptor();
+            set.add(manifest);
+            set.add(config);
+            for l in layers {
+                set.add(l);
+            }
+            set.add_entry(descriptor, &e.repo_tags.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// A member as a blob whose digest is computed by reading it; gzip
+    /// layers are told apart from plain tar by their magic bytes.
+    fn hashed(&self, name: &str) -> Result<Blob, LayoutError> {
+        let (source, size) = self
+            .member(name)?
+            .ok_or_else(|| self.error(format!("{name}: not in the image")))?;
+        let mut blob = Blob {
+            digest: Digest::of(b""),
+            size,
+            media_type: media::LAYER_TAR.to_string(),
+            source,
+        };
+        let fail = |e: io::Error| LayoutError {
+            path: self.path().to_path_buf(),
+            what: format!("{name}: can't read it"),
+            source: Some(e),
+        };
+        let mut reader = blob.reader().map_err(fail)?;
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut first = true;
+        let mut gzip = false;
+        loop {
+            let n = reader.read(&mut buf).map_err(fail)?;
+            if n == 0 {
+                break;
+            }
+            if first {
+                gzip = buf[..n].starts_with(&[0x1f, 0x8b]);
+                first = false;
+            }
+            hash.update(&buf[..n]);
+        }
+        drop(reader);
+        blob.digest = Digest::from_hasher(hash);
+        if gzip {
+            blob.media_type = media::LAYER_GZIP.to_string();
+        }
+        Ok(blob)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(store: &Store, doc: &Blob) -> Result<T, LayoutError> {
+    serde_json::from_slice(doc.in_memory().unwrap_or_default())
+        .map_err(|e| store.error(format!("document {}: invalid: {e}", doc.digest)))
+}
+
+fn show(s: &str) -> String {
+    s.chars().take(80).flat_map(char::escape_default).collect()
+}
