@@ -58,7 +58,7 @@ fn require_bb() -> bool {
             "CI=true and python3 cannot import bb: scripts/install-deps must install bitbake-setup"
         );
     }
-    eprintln!("SKIP: python3 cannot import bb (pip install bitbake-setup)");
+    skip("python3 cannot import bb (pip install bitbake-setup)");
     false
 }
 

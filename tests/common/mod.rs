@@ -63,8 +63,24 @@ pub fn require(tool: &str) -> bool {
     if in_ci() {
         panic!("CI=true and {tool} is missing: .ci/run must install it");
     }
-    eprintln!("SKIP: {tool} is not on PATH");
+    skip(&format!("{tool} is not on PATH"));
     false
+}
+
+/// Records that the running test did not run its checks (outside CI only):
+/// a `SKIP:` line on stderr, which cargo hides for a passing test, and a
+/// line in `$RUSTIMAGE_SKIPPED` that scripts/test prints at the end.
+pub fn skip(why: &str) {
+    let test = thread::current().name().unwrap_or("a test").to_string();
+    eprintln!("SKIP: {test}: {why}");
+    if let Some(log) = std::env::var_os("RUSTIMAGE_SKIPPED") {
+        let line = format!("{} {test}: {why}\n", env!("CARGO_CRATE_NAME"));
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// True if running as root (needed for devices, chown, trusted.* xattrs and
@@ -77,7 +93,7 @@ pub fn require_root() -> bool {
     if in_ci() {
         panic!("CI=true and the tests are not running as root: .ci/run must run them as root");
     }
-    eprintln!("SKIP: this test needs root");
+    skip("this test needs root");
     false
 }
 
