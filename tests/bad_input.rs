@@ -387,3 +387,33 @@ fn raw_pax(records: &[(&str, Vec<u8>)]) -> Vec<u8> {
     b.append(&h, std::io::empty()).unwrap();
     b.into_inner().unwrap()
 }
+
+#[test]
+fn gzip_trailers_other_than_zeros_are_refused() {
+    // Zeros after the last gzip member are padding; anything else is not.
+    let tmp = tempdir("bad");
+    let tar = raw_tar(&[(b"etc/a", tar::EntryType::Regular, b"", b"hello")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let junk = write(tmp.path(), "junk.tar.gz", &[&gz[..], b"junk"].concat());
+    fails(
+        tmp.path(),
+        &junk,
+        &[],
+        1,
+        "junk.tar.gz: corrupt or truncated",
+    );
+    let after = write(
+        tmp.path(),
+        "after-zeros.tar.gz",
+        &[&gz[..], &[0; 100], b"x"].concat(),
+    );
+    fails(
+        tmp.path(),
+        &after,
+        &[],
+        1,
+        "data after the zero padding that follows the gzip stream",
+    );
+}
