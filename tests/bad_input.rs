@@ -417,3 +417,56 @@ fn gzip_trailers_other_than_zeros_are_refused() {
         "data after the zero padding that follows the gzip stream",
     );
 }
+
+/// A one-file tar: `records` in a pax header (if any), then the file with
+/// `data`; `header` edits the file's header last.
+fn pax_file(records: &[(&str, &[u8])], data: &[u8], header: impl Fn(&mut tar::Header)) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    if !records.is_empty() {
+        b.append_pax_extensions(records.iter().copied()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_path("usr/bin/tool").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o4755);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_mtime(0);
+    header(&mut h);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn owner_ids_beyond_32_bits_are_refused() {
+    // A PAX uid of 2^32 used to become 0 in the image: a setuid-root file.
+    let tmp = tempdir("bad");
+    let pax: [(&str, &str); 5] = [
+        ("uid", "4294967296"),
+        ("uid", "18446744073709551623"),
+        ("uid", "-1"),
+        ("gid", "4294967296"),
+        // (uid_t)-1: chown(2) leaves such a file owned by whoever unpacks it.
+        ("uid", "4294967295"),
+    ];
+    for (i, (key, value)) in pax.into_iter().enumerate() {
+        let tar = pax_file(&[(key, value.as_bytes())], b"#!", |_| {});
+        let p = write(tmp.path(), &format!("pax-{i}.tar"), &tar);
+        let err = fails(
+            tmp.path(),
+            &p,
+            &[],
+            1,
+            &format!("/usr/bin/tool: bad header: {key} {value} is out of range"),
+        );
+        assert!(err.contains(&format!("pax-{i}.tar")), "{err}");
+    }
+    // The same in the header's own fields (GNU base-256 numbers).
+    let big = pax_file(&[], b"#!", |h| h.set_uid(1 << 32));
+    let p = write(tmp.path(), "base256.tar", &big);
+    fails(tmp.path(), &p, &[], 1, "uid 4294967296 is out of range");
+    let negative = pax_file(&[], b"#!", |h| h.as_old_mut().gid = [0xff; 8]);
+    let p = write(tmp.path(), "negative.tar", &negative);
+    fails(tmp.path(), &p, &[], 1, "gid -1 is out of range");
+}

@@ -8,6 +8,7 @@ mod catalog;
 pub mod decompress;
 mod dir;
 pub mod path;
+mod pax;
 mod spool;
 mod tarball;
 

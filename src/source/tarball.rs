@@ -11,16 +11,13 @@ use tar::EntryType;
 
 use super::catalog::Catalog;
 use super::decompress::{self, Format};
+use super::pax::{self, Pax};
 use super::spool::Spool;
 use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
 
-const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 /// Header data (pax records, GNU long names) one entry may carry. Real ones
 /// are a few hundred bytes; a bigger one is hostile or broken.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
-/// Linux's limits: XATTR_NAME_MAX and XATTR_SIZE_MAX.
-const MAX_XATTR_NAME: usize = 255;
-const MAX_XATTR_VALUE: usize = 64 << 10;
 
 /// Limits on the decompressed stream, checked as it is read.
 struct Guard {
@@ -174,9 +171,10 @@ impl<'a> Reader<'a> {
         if kind == EntryType::XGlobalHeader {
             return Ok(());
         }
-        let meta = self
-            .meta(entry)
-            .map_err(|e| at(format!("bad header: {e}")))?;
+        let pax = pax::read(entry).map_err(|e| at(format!("bad header: {e}")))?;
+        let mut meta = meta(entry.header(), &pax).map_err(|e| at(format!("bad header: {e}")))?;
+        meta.xattrs.sort();
+        meta.xattrs.dedup_by(|a, b| a.0 == b.0);
         let entry_val = match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let (size, offset) = self.spool_content(entry).map_err(|e| match e {
@@ -241,47 +239,6 @@ impl<'a> Reader<'a> {
         self.catalog.insert(path, entry_val)
     }
 
-    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
-        let h = entry.header();
-        let mut meta = Meta {
-            mode: h.mode()? & 0o7777,
-            uid: h.uid()?,
-            gid: h.gid()?,
-            mtime: i64::try_from(h.mtime()?).unwrap_or(i64::MAX),
-            xattrs: Vec::new(),
-        };
-        if let Some(pax) = entry.pax_extensions()? {
-            for rec in pax {
-                let rec = rec?;
-                let key = rec.key_bytes();
-                if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
-                    let value = rec.value_bytes();
-                    if name.is_empty()
-                        || name.len() > MAX_XATTR_NAME
-                        || value.len() > MAX_XATTR_VALUE
-                    {
-                        return Err(io::Error::other(format!(
-                            "extended attribute '{}' exceeds Linux's limits \
-                             (name 1-255 bytes, value 64 KiB)",
-                            String::from_utf8_lossy(&name[..name.len().min(64)])
-                        )));
-                    }
-                    meta.xattrs.push((name.to_vec(), value.to_vec()));
-                } else if key == b"mtime" {
-                    // PAX times may carry a fraction: "1520598896.123".
-                    let v = rec.value_bytes();
-                    let secs = v.split(|&b| b == b'.').next().unwrap_or(b"");
-                    if let Some(t) = std::str::from_utf8(secs).ok().and_then(|s| s.parse().ok()) {
-                        meta.mtime = t;
-                    }
-                }
-            }
-        }
-        meta.xattrs.sort();
-        meta.xattrs.dedup_by(|a, b| a.0 == b.0);
-        Ok(meta)
-    }
-
     /// Hands a file's content to the spool; returns its size and offset.
     fn spool_content<R: Read>(
         &mut self,
@@ -318,6 +275,36 @@ impl<'a> Reader<'a> {
             Err(write) => Err(SpoolError::Write(write)),
         }
     }
+}
+
+/// An entry's metadata: its header, overridden by its pax records.
+fn meta(h: &tar::Header, pax: &Pax) -> io::Result<Meta> {
+    let uid = match pax.uid {
+        Some(id) => id,
+        None => header_id("uid", &h.as_old().uid, h.uid())?,
+    };
+    let gid = match pax.gid {
+        Some(id) => id,
+        None => header_id("gid", &h.as_old().gid, h.gid())?,
+    };
+    let mtime = i64::try_from(h.mtime()?).unwrap_or(i64::MAX);
+    Ok(Meta {
+        mode: h.mode()? & 0o7777,
+        uid: uid.into(),
+        gid: gid.into(),
+        mtime: pax.mtime.unwrap_or(mtime),
+        xattrs: pax.xattrs.clone(),
+    })
+}
+
+/// An owner id from its header field (octal, or GNU base-256 with the top
+/// bit set, where 0xff first means a negative number).
+fn header_id(what: &str, field: &[u8; 8], value: io::Result<u64>) -> io::Result<u32> {
+    if field[0] == 0xff {
+        let n = i64::from_be_bytes(*field);
+        return Err(pax::out_of_range(what, &n.to_string()));
+    }
+    pax::check_id(what, value?)
 }
 
 enum SpoolError {
