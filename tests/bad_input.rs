@@ -470,3 +470,107 @@ fn owner_ids_beyond_32_bits_are_refused() {
     let p = write(tmp.path(), "negative.tar", &negative);
     fails(tmp.path(), &p, &[], 1, "gid -1 is out of range");
 }
+
+/// Pax records by key.
+type Records = Vec<(&'static str, Vec<u8>)>;
+
+#[test]
+fn hostile_sparse_maps_are_refused() {
+    let tmp = tempdir("bad");
+    let v01 = |map: &str, size: &str| -> Records {
+        vec![
+            ("GNU.sparse.major", b"0".to_vec()),
+            ("GNU.sparse.minor", b"1".to_vec()),
+            ("GNU.sparse.name", b"var/log/lastlog".to_vec()),
+            ("GNU.sparse.size", size.as_bytes().to_vec()),
+            ("GNU.sparse.map", map.as_bytes().to_vec()),
+        ]
+    };
+    let v10 = vec![
+        ("GNU.sparse.major", b"1".to_vec()),
+        ("GNU.sparse.minor", b"0".to_vec()),
+        ("GNU.sparse.name", b"var/log/lastlog".to_vec()),
+        ("GNU.sparse.realsize", b"4096".to_vec()),
+    ];
+    let mut map_block = b"999999999999999999\n0\n512\n".to_vec();
+    map_block.resize(512, 0);
+    let cases: Vec<(&str, Records, Vec<u8>, &str)> = vec![
+        (
+            "overlap",
+            v01("0,512,256,512", "4096"),
+            vec![1; 1024],
+            "/var/log/lastlog: the sparse map's segments overlap",
+        ),
+        (
+            "unsorted",
+            v01("1024,512,0,512", "4096"),
+            vec![1; 1024],
+            "out of order",
+        ),
+        (
+            "beyond",
+            v01("0,512,8192,512", "4096"),
+            vec![1; 1024],
+            "beyond the file's size of 4096 bytes",
+        ),
+        (
+            "short",
+            v01("0,512,1024,512", "4096"),
+            vec![1; 512],
+            "lists 1024 bytes of data, the archive holds 512",
+        ),
+        (
+            "huge-count",
+            v10,
+            [map_block, vec![1; 512]].concat(),
+            "the sparse map runs past the entry's data",
+        ),
+        (
+            "version",
+            vec![
+                ("GNU.sparse.major", b"7".to_vec()),
+                ("GNU.sparse.minor", b"0".to_vec()),
+            ],
+            vec![1; 512],
+            "unsupported GNU sparse format version 7.0",
+        ),
+    ];
+    for (name, records, data, needle) in cases {
+        let recs: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let p = write(
+            tmp.path(),
+            &format!("{name}.tar"),
+            &pax_file(&recs, &data, |_| {}),
+        );
+        fails(tmp.path(), &p, &[], 1, needle);
+    }
+
+    // A few bytes claiming an exabyte: the holes count against --max-size.
+    let records = v01("0,512", "1152921504606846976");
+    let recs: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let p = write(
+        tmp.path(),
+        "exabyte.tar",
+        &pax_file(&recs, &[1; 512], |_| {}),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &["--max-size", "1G"],
+        1,
+        "exabyte.tar: the archive decompresses to more than --max-size",
+    );
+
+    // Old GNU ('S'): the map in the header, here out of order.
+    let old = pax_file(&[], &[1; 1024], |h| {
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        let g = h.as_gnu_mut().unwrap();
+        g.sparse[0].set_offset(2048);
+        g.sparse[0].set_length(512);
+        g.sparse[1].set_offset(0);
+        g.sparse[1].set_length(512);
+        g.set_real_size(4096);
+    });
+    let p = write(tmp.path(), "old-gnu.tar", &old);
+    fails(tmp.path(), &p, &[], 1, "overlapping sparse blocks");
+}

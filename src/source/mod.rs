@@ -9,6 +9,7 @@ pub mod decompress;
 mod dir;
 pub mod path;
 mod pax;
+mod sparse;
 mod spool;
 mod tarball;
 

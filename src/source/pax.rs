@@ -1,8 +1,10 @@
 //! The pax records of one tar entry that the scan acts on, read in one pass:
-//! xattrs, mtime and owner ids. Everything else (path, linkpath, size) the
-//! tar crate applies itself.
+//! xattrs, mtime, owner ids and sparse maps. Everything else
+//! (path, linkpath, size) the tar crate applies itself.
 
 use std::io::{self, Read};
+
+use super::sparse;
 
 const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 /// Linux's limits: XATTR_NAME_MAX and XATTR_SIZE_MAX.
@@ -16,6 +18,7 @@ pub struct Pax {
     pub mtime: Option<i64>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub sparse: sparse::Records,
 }
 
 /// Reads the pax records preceding `entry` (none: all defaults).
@@ -27,6 +30,9 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
     for rec in records {
         let rec = rec?;
         let (key, value) = (rec.key_bytes(), rec.value_bytes());
+        if pax.sparse.add(key, value) {
+            continue;
+        }
         match key {
             b"uid" => pax.uid = Some(owner_id("uid", value)?),
             b"gid" => pax.gid = Some(owner_id("gid", value)?),

@@ -12,18 +12,25 @@ use tar::EntryType;
 use super::catalog::Catalog;
 use super::decompress::{self, Format};
 use super::pax::{self, Pax};
+use super::sparse::{self, Sparse};
 use super::spool::Spool;
 use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
 
-/// Header data (pax records, GNU long names) one entry may carry. Real ones
-/// are a few hundred bytes; a bigger one is hostile or broken.
+/// Header data (pax records, GNU long names, old GNU sparse maps) one entry
+/// may carry. Real ones are a few hundred bytes; a bigger one is hostile or
+/// broken.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
+const TOO_BIG: &str = "the archive decompresses to more than --max-size";
 
 /// Limits on the decompressed stream, checked as it is read.
 struct Guard {
-    /// Most bytes the archive may decompress to (--max-size).
+    /// Most bytes the archive may decompress to (--max-size), sparse files
+    /// counted at their full size.
     max_total: u64,
     total: Cell<u64>,
+    /// The holes of sparse files so far: bytes the spool gets that the
+    /// stream does not carry.
+    holes: Cell<u64>,
     /// Bytes read since the last entry that were not file content.
     header: Cell<u64>,
     in_content: Cell<bool>,
@@ -34,8 +41,8 @@ impl Guard {
     fn check(&self, n: usize) -> io::Result<()> {
         let total = self.total.get() + n as u64;
         self.total.set(total);
-        if total > self.max_total {
-            return Err(self.trip("the archive decompresses to more than --max-size"));
+        if total.saturating_add(self.holes.get()) > self.max_total {
+            return Err(self.trip(TOO_BIG));
         }
         if !self.in_content.get() {
             let header = self.header.get() + n as u64;
@@ -45,6 +52,16 @@ impl Guard {
                     "an entry carries over 1 MiB of header data (pax or long-name records)",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes of holes a sparse file is about to expand to.
+    fn expand(&self, n: u64) -> io::Result<()> {
+        let holes = self.holes.get().saturating_add(n);
+        self.holes.set(holes);
+        if self.total.get().saturating_add(holes) > self.max_total {
+            return Err(self.trip(TOO_BIG));
         }
         Ok(())
     }
@@ -69,6 +86,7 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
     let guard = Guard {
         max_total: opts.max_size,
         total: Cell::new(0),
+        holes: Cell::new(0),
         header: Cell::new(0),
         in_content: Cell::new(false),
         tripped: Cell::new(None),
@@ -135,8 +153,17 @@ impl<'a> Reader<'a> {
                 let mut entry = entry.map_err(|e| self.corrupt(e))?;
                 self.guard.header.set(0);
                 count += 1;
-                end_of_last = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
-                self.add(&mut entry)?;
+                // Headers (old GNU sparse maps included) are read by now.
+                let data_start = self.guard.total.get();
+                let spooled = self.add(&mut entry)?;
+                // A sparse file's size is not what the archive stores: for
+                // files, what was read is.
+                let stored = if spooled {
+                    self.guard.total.get() - data_start
+                } else {
+                    entry.size()
+                };
+                end_of_last = data_start.saturating_add(stored.div_ceil(512).saturating_mul(512));
             }
         }
         let stream = archive.into_inner();
@@ -158,8 +185,19 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Error> {
-        let raw_path = entry.path_bytes().into_owned();
+    /// Adds one entry; returns whether its content was read (spooled).
+    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool, Error> {
+        let kind = entry.header().entry_type();
+        if kind == EntryType::XGlobalHeader {
+            return Ok(false);
+        }
+        let pax = pax::read(entry);
+        // Sparse 0.1 and 1.0 members carry a made-up name in the header.
+        let sparse_name = pax.as_ref().ok().and_then(|p| p.sparse.name());
+        let raw_path = match sparse_name {
+            Some(name) => name.to_vec(),
+            None => entry.path_bytes().into_owned(),
+        };
         let path = path::normalize(&raw_path).map_err(|e| {
             Error::new(
                 self.input,
@@ -167,21 +205,27 @@ impl<'a> Reader<'a> {
             )
         })?;
         let at = |reason: String| Error::at(self.input, &path, reason);
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            return Ok(());
-        }
-        let pax = pax::read(entry).map_err(|e| at(format!("bad header: {e}")))?;
+        let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
         let mut meta = meta(entry.header(), &pax).map_err(|e| at(format!("bad header: {e}")))?;
         meta.xattrs.sort();
         meta.xattrs.dedup_by(|a, b| a.0 == b.0);
+        let sparse = pax
+            .sparse
+            .resolve()
+            .map_err(|e| at(format!("bad sparse header: {e}")))?;
+        if sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+            return Err(at(
+                "GNU.sparse records on an entry that is not a regular file".into(),
+            ));
+        }
         let entry_val = match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let (size, offset) = self.spool_content(entry).map_err(|e| match e {
+                let (size, offset) = self.spool_content(entry, sparse).map_err(|e| match e {
                     SpoolError::Read(e) => self.corrupt(format!("{}: {e}", path::display(&path))),
                     SpoolError::Write(e) => {
                         Error::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
                     }
+                    SpoolError::Bad(why) => at(why),
                 })?;
                 let inode = self.catalog.add_inode(Inode {
                     meta,
@@ -190,7 +234,8 @@ impl<'a> Reader<'a> {
                     digest: None,
                 });
                 self.spool.end_file(inode);
-                Entry::File(inode)
+                self.catalog.insert(path, Entry::File(inode))?;
+                return Ok(true);
             }
             EntryType::Link => {
                 let raw = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -199,7 +244,8 @@ impl<'a> Reader<'a> {
                 }
                 let target = path::normalize(&raw)
                     .map_err(|e| at(format!("hardlink target '{}': {e}", lossy(&raw))))?;
-                return self.catalog.link(path, &target);
+                self.catalog.link(path, &target)?;
+                return Ok(false);
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -236,22 +282,23 @@ impl<'a> Reader<'a> {
                 )));
             }
         };
-        self.catalog.insert(path, entry_val)
+        self.catalog.insert(path, entry_val)?;
+        Ok(false)
     }
 
-    /// Hands a file's content to the spool; returns its size and offset.
+    /// Hands a file's content to the spool, sparse files expanded; returns
+    /// its size and offset.
     fn spool_content<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        sparse: Option<Sparse>,
     ) -> Result<(u64, u64), SpoolError> {
         let offset = self.spool.offset;
-        let mut size = 0u64;
         self.guard.in_content.set(true);
-        let result = self.copy_content(entry, &mut size);
+        let result = self.copy_content(entry, sparse);
         self.guard.in_content.set(false);
-        result?;
-        let expected = entry.size();
-        if size != expected && entry.header().entry_type() != EntryType::GNUSparse {
+        let (size, expected) = result?;
+        if size != expected {
             return Err(SpoolError::Read(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("content ends after {size} of {expected} bytes"),
@@ -260,17 +307,43 @@ impl<'a> Reader<'a> {
         Ok((size, offset))
     }
 
+    /// Returns the bytes spooled and the bytes there should be.
     fn copy_content<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-        size: &mut u64,
-    ) -> Result<(), SpoolError> {
-        let expected = entry.size();
-        match self.spool.copy(entry, expected) {
-            Ok(Ok(n)) => {
-                *size = n;
-                Ok(())
+        sparse: Option<Sparse>,
+    ) -> Result<(u64, u64), SpoolError> {
+        let size = entry.size();
+        let Some(sparse) = sparse else {
+            if entry.header().entry_type() == EntryType::GNUSparse {
+                // Old GNU: the tar crate expands it; `size` is the real one.
+                let stored = entry.header().entry_size().unwrap_or(size);
+                self.guard
+                    .expand(size.saturating_sub(stored))
+                    .map_err(SpoolError::Read)?;
             }
+            return Ok((self.spool_from(entry, size)?, size));
+        };
+        let (map, map_bytes) = match sparse.map {
+            Some(map) => (map, 0),
+            None => sparse::read_map(entry, size).map_err(|e| match e {
+                sparse::MapError::Io(e) => SpoolError::Read(e),
+                sparse::MapError::Bad(why) => SpoolError::Bad(why),
+            })?,
+        };
+        let data = size.saturating_sub(map_bytes);
+        sparse::check(&map, sparse.real_size, data).map_err(SpoolError::Bad)?;
+        self.guard
+            .expand(sparse.real_size.saturating_sub(data))
+            .map_err(SpoolError::Read)?;
+        let mut expanded = sparse::Expand::new(entry, map, sparse.real_size);
+        let n = self.spool_from(&mut expanded, sparse.real_size)?;
+        Ok((n, sparse.real_size))
+    }
+
+    fn spool_from(&mut self, r: &mut impl Read, size: u64) -> Result<u64, SpoolError> {
+        match self.spool.copy(r, size) {
+            Ok(Ok(n)) => Ok(n),
             Ok(Err(read)) => Err(SpoolError::Read(read)),
             Err(write) => Err(SpoolError::Write(write)),
         }
@@ -310,6 +383,8 @@ fn header_id(what: &str, field: &[u8; 8], value: io::Result<u64>) -> io::Result<
 enum SpoolError {
     Read(io::Error),
     Write(io::Error),
+    /// The archive is readable but describes something wrong.
+    Bad(String),
 }
 
 fn lossy(b: &[u8]) -> String {
