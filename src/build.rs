@@ -82,7 +82,7 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
             Ok(owners)
         });
         let bar = progress.bytes("reading", input_size);
-        let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n));
+        let rootfs = source::scan(&inputs.rootfs, &scan_opts, &|n| bar.set_position(n), &warn);
         bar.finish_and_clear();
         timer.mark("rootfs read");
         let owners = owners

@@ -34,7 +34,7 @@ pub fn rootfs_tar(data: &[u8]) {
         tmpdir: dir.path().to_path_buf(),
         max_size: 64 << 20,
     };
-    if let Ok(rootfs) = source::scan(&path, &opts, &|_| {}) {
+    if let Ok(rootfs) = source::scan(&path, &opts, &|_| {}, &|_| {}) {
         // Reading every inode back exercises the spool offsets.
         for id in 0..rootfs.inodes().len() {
             if let Ok(mut r) = rootfs.open(id) {

@@ -574,3 +574,35 @@ fn hostile_sparse_maps_are_refused() {
     let p = write(tmp.path(), "old-gnu.tar", &old);
     fails(tmp.path(), &p, &[], 1, "overlapping sparse blocks");
 }
+
+#[test]
+fn malformed_acls_are_refused() {
+    let tmp = tempdir("bad");
+    let acl: &[u8] = b"user::rw-,user:1000:r--,group::r--,other::r--";
+    let p = write(
+        tmp.path(),
+        "acl.tar",
+        &pax_file(&[("SCHILY.acl.access", acl)], b"#!", |_| {}),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &[],
+        1,
+        "/usr/bin/tool: bad SCHILY.acl.access: the ACL names users or groups but has no mask",
+    );
+    // Linux keeps default ACLs on directories only.
+    let default: &[u8] = b"user::rwx,group::r-x,other::r-x";
+    let p = write(
+        tmp.path(),
+        "default.tar",
+        &pax_file(&[("SCHILY.acl.default", default)], b"#!", |_| {}),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &[],
+        1,
+        "SCHILY.acl.default on an entry that can't carry it",
+    );
+}

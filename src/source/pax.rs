@@ -1,5 +1,5 @@
 //! The pax records of one tar entry that the scan acts on, read in one pass:
-//! xattrs, mtime, owner ids and sparse maps. Everything else
+//! xattrs, mtime, owner ids, sparse maps and bsdtar's ACLs. Everything else
 //! (path, linkpath, size) the tar crate applies itself.
 
 use std::io::{self, Read};
@@ -19,6 +19,11 @@ pub struct Pax {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub sparse: sparse::Records,
+    /// bsdtar's (and star's) textual POSIX ACLs.
+    pub acl_access: Option<Vec<u8>>,
+    pub acl_default: Option<Vec<u8>>,
+    /// An NFSv4 ACL (`SCHILY.acl.ace`), which Linux files can't carry.
+    pub acl_nfs4: bool,
 }
 
 /// Reads the pax records preceding `entry` (none: all defaults).
@@ -43,6 +48,9 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
                     pax.mtime = Some(t);
                 }
             }
+            b"SCHILY.acl.access" => pax.acl_access = Some(value.to_vec()),
+            b"SCHILY.acl.default" => pax.acl_default = Some(value.to_vec()),
+            b"SCHILY.acl.ace" => pax.acl_nfs4 = true,
             _ => {
                 if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
                     if name.is_empty()

@@ -9,12 +9,15 @@ use std::path::Path;
 
 use tar::EntryType;
 
+use super::acl::{self, AclError};
 use super::catalog::Catalog;
 use super::decompress::{self, Format};
 use super::pax::{self, Pax};
 use super::sparse::{self, Sparse};
 use super::spool::Spool;
-use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
+use super::{
+    Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, Warn, path,
+};
 
 /// Header data (pax records, GNU long names, old GNU sparse maps) one entry
 /// may carry. Real ones are a few hundred bytes; a bigger one is hostile or
@@ -72,7 +75,12 @@ impl Guard {
     }
 }
 
-pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<Rootfs, Error> {
+pub fn scan(
+    input: &Path,
+    opts: &ScanOptions,
+    progress: Progress<'_>,
+    warn: Warn<'_>,
+) -> Result<Rootfs, Error> {
     let file = File::open(input).map_err(|e| Error::new(input, e.to_string()))?;
     let mut raw = BufReader::with_capacity(1 << 20, Counting::new(file, progress));
     let head = raw
@@ -109,6 +117,7 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
         guard: &guard,
         catalog: Catalog::new(input),
         spool: Spool::new(spool, opts.hash),
+        dropped_acls: Vec::new(),
     };
     let read = reader.read_archive(stream).and_then(|s| reader.drain(s));
     // Always wait for the writer; a read error is reported before its own.
@@ -118,6 +127,17 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
         written.map_err(|e| Error::new(&opts.tmpdir, format!("writing the spool file: {e}")))?;
     for (inode, digest) in digests {
         reader.catalog.set_digest(inode, digest);
+    }
+    if let Some((path, why)) = reader.dropped_acls.first() {
+        let more = match reader.dropped_acls.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        warn(format!(
+            "{}: POSIX ACLs left out of the image: {}: {why}{more}",
+            input.display(),
+            path::display(path),
+        ));
     }
     reader.catalog.finish(Some(spool))
 }
@@ -129,6 +149,8 @@ struct Reader<'a> {
     guard: &'a Guard,
     catalog: Catalog,
     spool: Spool,
+    /// ACLs that could not be converted: (path, why), reported once.
+    dropped_acls: Vec<(Vec<u8>, String)>,
 }
 
 impl<'a> Reader<'a> {
@@ -207,6 +229,7 @@ impl<'a> Reader<'a> {
         let at = |reason: String| Error::at(self.input, &path, reason);
         let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
         let mut meta = meta(entry.header(), &pax).map_err(|e| at(format!("bad header: {e}")))?;
+        self.acls(&pax, kind, &path, &mut meta.xattrs).map_err(at)?;
         meta.xattrs.sort();
         meta.xattrs.dedup_by(|a, b| a.0 == b.0);
         let sparse = pax
@@ -284,6 +307,49 @@ impl<'a> Reader<'a> {
         };
         self.catalog.insert(path, entry_val)?;
         Ok(false)
+    }
+
+    /// Converts bsdtar's textual ACLs to the xattrs Linux keeps them in; one
+    /// that names a user or group without an id is left out and reported.
+    fn acls(
+        &mut self,
+        pax: &Pax,
+        entry: EntryType,
+        path: &[u8],
+        xattrs: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), String> {
+        if pax.acl_nfs4 {
+            let why = "an NFSv4 ACL (SCHILY.acl.ace), which Linux files can't carry";
+            self.dropped_acls.push((path.to_vec(), why.into()));
+        }
+        let texts = [
+            (&pax.acl_access, acl::Kind::Access, "SCHILY.acl.access"),
+            (&pax.acl_default, acl::Kind::Default, "SCHILY.acl.default"),
+        ];
+        for (text, kind, key) in texts {
+            let Some(text) = text else { continue };
+            // What Linux can set: no ACL on a symlink, a default one only
+            // on a directory.
+            if entry == EntryType::Symlink
+                || (kind == acl::Kind::Default && entry != EntryType::Directory)
+            {
+                return Err(format!("{key} on an entry that can't carry it"));
+            }
+            // GNU tar --xattrs stores the same ACL as this xattr already.
+            if xattrs.iter().any(|(name, _)| name == kind.xattr()) {
+                continue;
+            }
+            match acl::to_xattr(text, kind) {
+                Ok(Some(value)) => xattrs.push((kind.xattr().to_vec(), value)),
+                Ok(None) => {}
+                Err(AclError::NameOnly(e)) => self.dropped_acls.push((
+                    path.to_vec(),
+                    format!("{key} entry '{e}' names a user or group without a numeric id"),
+                )),
+                Err(AclError::Bad(why)) => return Err(format!("bad {key}: the ACL {why}")),
+            }
+        }
+        Ok(())
     }
 
     /// Hands a file's content to the spool, sparse files expanded; returns
