@@ -117,7 +117,8 @@ pub fn scan(
         guard: &guard,
         catalog: Catalog::new(input),
         spool: Spool::new(spool, opts.hash),
-        dropped_acls: Vec::new(),
+        dropped_acls: 0,
+        first_dropped: None,
     };
     let read = reader.read_archive(stream).and_then(|s| reader.drain(s));
     // Always wait for the writer; a read error is reported before its own.
@@ -128,8 +129,8 @@ pub fn scan(
     for (inode, digest) in digests {
         reader.catalog.set_digest(inode, digest);
     }
-    if let Some((path, why)) = reader.dropped_acls.first() {
-        let more = match reader.dropped_acls.len() - 1 {
+    if let Some((path, why)) = &reader.first_dropped {
+        let more = match reader.dropped_acls - 1 {
             0 => String::new(),
             n => format!(" (and {n} more)"),
         };
@@ -149,8 +150,10 @@ struct Reader<'a> {
     guard: &'a Guard,
     catalog: Catalog,
     spool: Spool,
-    /// ACLs that could not be converted: (path, why), reported once.
-    dropped_acls: Vec<(Vec<u8>, String)>,
+    /// ACLs that could not be converted, and the first (path, why):
+    /// reported once.
+    dropped_acls: u64,
+    first_dropped: Option<(Vec<u8>, String)>,
 }
 
 impl<'a> Reader<'a> {
@@ -319,8 +322,9 @@ impl<'a> Reader<'a> {
         xattrs: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), String> {
         if pax.acl_nfs4 {
-            let why = "an NFSv4 ACL (SCHILY.acl.ace), which Linux files can't carry";
-            self.dropped_acls.push((path.to_vec(), why.into()));
+            self.drop_acl(path, || {
+                "an NFSv4 ACL (SCHILY.acl.ace), which Linux files can't carry".into()
+            });
         }
         let texts = [
             (&pax.acl_access, acl::Kind::Access, "SCHILY.acl.access"),
@@ -342,14 +346,20 @@ impl<'a> Reader<'a> {
             match acl::to_xattr(text, kind) {
                 Ok(Some(value)) => xattrs.push((kind.xattr().to_vec(), value)),
                 Ok(None) => {}
-                Err(AclError::NameOnly(e)) => self.dropped_acls.push((
-                    path.to_vec(),
-                    format!("{key} entry '{e}' names a user or group without a numeric id"),
-                )),
+                Err(AclError::NameOnly(e)) => self.drop_acl(path, || {
+                    format!("{key} entry '{e}' names a user or group without a numeric id")
+                }),
                 Err(AclError::Bad(why)) => return Err(format!("bad {key}: the ACL {why}")),
             }
         }
         Ok(())
+    }
+
+    fn drop_acl(&mut self, path: &[u8], why: impl FnOnce() -> String) {
+        self.dropped_acls += 1;
+        if self.first_dropped.is_none() {
+            self.first_dropped = Some((path.to_vec(), why()));
+        }
     }
 
     /// Hands a file's content to the spool, sparse files expanded; returns
