@@ -202,14 +202,19 @@ fn map_0_0(pairs: &[(bool, Vec<u8>)]) -> Result<Vec<Segment>, String> {
 /// bytes); returns the map and how many bytes it took (whole blocks).
 pub fn read_map(r: &mut impl Read, stored: u64) -> Result<(Vec<Segment>, u64), MapError> {
     let mut text = Vec::new();
+    // Where the next number starts, and how far the text holds no newline.
     let mut pos = 0;
+    let mut searched = 0;
     let mut next = |r: &mut dyn Read| -> Result<u64, MapError> {
         loop {
-            if let Some(nl) = text[pos..].iter().position(|&b| b == b'\n') {
-                let n = number(&text[pos..pos + nl], "sparse map").map_err(MapError::Bad)?;
-                pos += nl + 1;
+            let from = pos.max(searched);
+            if let Some(nl) = text[from..].iter().position(|&b| b == b'\n') {
+                let end = from + nl;
+                let n = number(&text[pos..end], "sparse map").map_err(MapError::Bad)?;
+                pos = end + 1;
                 return Ok(n);
             }
+            searched = text.len();
             if text.len() >= MAX_MAP_BYTES {
                 return Err(MapError::Bad("the sparse map is over 1 MiB".into()));
             }
