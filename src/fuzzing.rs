@@ -35,7 +35,7 @@ pub fn rootfs_tar(data: &[u8]) -> bool {
         tmpdir: dir.path().to_path_buf(),
         max_size: 64 << 20,
     };
-    let Ok(rootfs) = source::scan(&path, &opts, &|_| {}) else {
+    let Ok(rootfs) = source::scan(&path, &opts, &|_| {}, &|_| {}) else {
         return false;
     };
     // Reading every inode back exercises the spool offsets.

@@ -401,3 +401,222 @@ fn raw_pax(records: &[(&str, Vec<u8>)]) -> Vec<u8> {
     b.append(&h, std::io::empty()).unwrap();
     b.into_inner().unwrap()
 }
+
+#[test]
+fn gzip_trailers_other_than_zeros_are_refused() {
+    // Zeros after the last gzip member are padding; anything else is not.
+    let tmp = tempdir("bad");
+    let tar = raw_tar(&[(b"etc/a", tar::EntryType::Regular, b"", b"hello")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let junk = write(tmp.path(), "junk.tar.gz", &[&gz[..], b"junk"].concat());
+    fails(
+        tmp.path(),
+        &junk,
+        &[],
+        1,
+        "junk.tar.gz: corrupt or truncated",
+    );
+    let after = write(
+        tmp.path(),
+        "after-zeros.tar.gz",
+        &[&gz[..], &[0; 100], b"x"].concat(),
+    );
+    fails(
+        tmp.path(),
+        &after,
+        &[],
+        1,
+        "data after the zero padding that follows the gzip stream",
+    );
+}
+
+/// A one-file tar: `records` in a pax header (if any), then the file with
+/// `data`; `header` edits the file's header last.
+fn pax_file(records: &[(&str, &[u8])], data: &[u8], header: impl Fn(&mut tar::Header)) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    if !records.is_empty() {
+        b.append_pax_extensions(records.iter().copied()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_path("usr/bin/tool").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o4755);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_mtime(0);
+    header(&mut h);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn owner_ids_beyond_32_bits_are_refused() {
+    // A PAX uid of 2^32 used to become 0 in the image: a setuid-root file.
+    let tmp = tempdir("bad");
+    let pax: [(&str, &str); 5] = [
+        ("uid", "4294967296"),
+        ("uid", "18446744073709551623"),
+        ("uid", "-1"),
+        ("gid", "4294967296"),
+        // (uid_t)-1: chown(2) leaves such a file owned by whoever unpacks it.
+        ("uid", "4294967295"),
+    ];
+    for (i, (key, value)) in pax.into_iter().enumerate() {
+        let tar = pax_file(&[(key, value.as_bytes())], b"#!", |_| {});
+        let p = write(tmp.path(), &format!("pax-{i}.tar"), &tar);
+        let err = fails(
+            tmp.path(),
+            &p,
+            &[],
+            1,
+            &format!("/usr/bin/tool: bad header: {key} {value} is out of range"),
+        );
+        assert!(err.contains(&format!("pax-{i}.tar")), "{err}");
+    }
+    // The same in the header's own fields (GNU base-256 numbers).
+    let big = pax_file(&[], b"#!", |h| h.set_uid(1 << 32));
+    let p = write(tmp.path(), "base256.tar", &big);
+    fails(tmp.path(), &p, &[], 1, "uid 4294967296 is out of range");
+    let negative = pax_file(&[], b"#!", |h| h.as_old_mut().gid = [0xff; 8]);
+    let p = write(tmp.path(), "negative.tar", &negative);
+    fails(tmp.path(), &p, &[], 1, "gid -1 is out of range");
+}
+
+/// Pax records by key.
+type Records = Vec<(&'static str, Vec<u8>)>;
+
+#[test]
+fn hostile_sparse_maps_are_refused() {
+    let tmp = tempdir("bad");
+    let v01 = |map: &str, size: &str| -> Records {
+        vec![
+            ("GNU.sparse.major", b"0".to_vec()),
+            ("GNU.sparse.minor", b"1".to_vec()),
+            ("GNU.sparse.name", b"var/log/lastlog".to_vec()),
+            ("GNU.sparse.size", size.as_bytes().to_vec()),
+            ("GNU.sparse.map", map.as_bytes().to_vec()),
+        ]
+    };
+    let v10 = vec![
+        ("GNU.sparse.major", b"1".to_vec()),
+        ("GNU.sparse.minor", b"0".to_vec()),
+        ("GNU.sparse.name", b"var/log/lastlog".to_vec()),
+        ("GNU.sparse.realsize", b"4096".to_vec()),
+    ];
+    let mut map_block = b"999999999999999999\n0\n512\n".to_vec();
+    map_block.resize(512, 0);
+    let cases: Vec<(&str, Records, Vec<u8>, &str)> = vec![
+        (
+            "overlap",
+            v01("0,512,256,512", "4096"),
+            vec![1; 1024],
+            "/var/log/lastlog: the sparse map's segments overlap",
+        ),
+        (
+            "unsorted",
+            v01("1024,512,0,512", "4096"),
+            vec![1; 1024],
+            "out of order",
+        ),
+        (
+            "beyond",
+            v01("0,512,8192,512", "4096"),
+            vec![1; 1024],
+            "beyond the file's size of 4096 bytes",
+        ),
+        (
+            "short",
+            v01("0,512,1024,512", "4096"),
+            vec![1; 512],
+            "lists 1024 bytes of data, the archive holds 512",
+        ),
+        (
+            "huge-count",
+            v10,
+            [map_block, vec![1; 512]].concat(),
+            "the sparse map runs past the entry's data",
+        ),
+        (
+            "version",
+            vec![
+                ("GNU.sparse.major", b"7".to_vec()),
+                ("GNU.sparse.minor", b"0".to_vec()),
+            ],
+            vec![1; 512],
+            "unsupported GNU sparse format version 7.0",
+        ),
+    ];
+    for (name, records, data, needle) in cases {
+        let recs: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let p = write(
+            tmp.path(),
+            &format!("{name}.tar"),
+            &pax_file(&recs, &data, |_| {}),
+        );
+        fails(tmp.path(), &p, &[], 1, needle);
+    }
+
+    // A few bytes claiming an exabyte: the holes count against --max-size.
+    let records = v01("0,512", "1152921504606846976");
+    let recs: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let p = write(
+        tmp.path(),
+        "exabyte.tar",
+        &pax_file(&recs, &[1; 512], |_| {}),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &["--max-size", "1G"],
+        1,
+        "exabyte.tar: the archive decompresses to more than --max-size",
+    );
+
+    // Old GNU ('S'): the map in the header, here out of order.
+    let old = pax_file(&[], &[1; 1024], |h| {
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        let g = h.as_gnu_mut().unwrap();
+        g.sparse[0].set_offset(2048);
+        g.sparse[0].set_length(512);
+        g.sparse[1].set_offset(0);
+        g.sparse[1].set_length(512);
+        g.set_real_size(4096);
+    });
+    let p = write(tmp.path(), "old-gnu.tar", &old);
+    fails(tmp.path(), &p, &[], 1, "overlapping sparse blocks");
+}
+
+#[test]
+fn malformed_acls_are_refused() {
+    let tmp = tempdir("bad");
+    let acl: &[u8] = b"user::rw-,user:1000:r--,group::r--,other::r--";
+    let p = write(
+        tmp.path(),
+        "acl.tar",
+        &pax_file(&[("SCHILY.acl.access", acl)], b"#!", |_| {}),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &[],
+        1,
+        "/usr/bin/tool: bad SCHILY.acl.access: the ACL names users or groups but has no mask",
+    );
+    // Linux keeps default ACLs on directories only.
+    let default: &[u8] = b"user::rwx,group::r-x,other::r-x";
+    let p = write(
+        tmp.path(),
+        "default.tar",
+        &pax_file(&[("SCHILY.acl.default", default)], b"#!", |_| {}),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &[],
+        1,
+        "SCHILY.acl.default on an entry that can't carry it",
+    );
+}

@@ -66,6 +66,53 @@ fn every_input_form_gives_the_same_image() {
 }
 
 #[test]
+fn padded_gzip_and_pzstd_frames_are_read_as_their_tools_read_them() {
+    if !require_all(&["tar", "gzip", "zstd", "pzstd", "dd"]) {
+        return;
+    }
+    let tmp = tempdir("build");
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    let plain = tmp.path().join("rootfs.tar");
+    make_tarball(&rootfs, &plain, "none");
+    let sh = |script: String| {
+        run_ok(std::process::Command::new("sh").arg("-c").arg(script));
+    };
+    // pzstd starts every frame with a skippable frame holding its size; dd
+    // pads the last block of a tape-style copy with zeros.
+    let pzstd = tmp.path().join("rootfs.tar.zst");
+    let padded = tmp.path().join("rootfs.tar.gz");
+    sh(format!(
+        "pzstd -q -p 2 -c {} > {}",
+        plain.display(),
+        pzstd.display()
+    ));
+    sh(format!(
+        "gzip -9 -n -c {} | dd bs=64k iflag=fullblock conv=sync of={} 2>/dev/null",
+        plain.display(),
+        padded.display()
+    ));
+    assert_eq!(&fs::read(&pzstd).unwrap()[..4], &[0x50, 0x2a, 0x4d, 0x18]);
+    assert_eq!(fs::read(&padded).unwrap().last(), Some(&0));
+    sh(format!(
+        "zstd -q -t {} && gzip -t {}",
+        pzstd.display(),
+        padded.display()
+    ));
+
+    let want = build(
+        &plain,
+        &["-o", tmp.path().join("plain.tar").to_str().unwrap()],
+    );
+    for input in [&pzstd, &padded] {
+        let out = tmp.path().join("out.tar");
+        let got = build(input, &["-o", out.to_str().unwrap()]);
+        assert_eq!(got["layers"], want["layers"], "{}", input.display());
+        assert_eq!(got["manifest"], want["manifest"], "{}", input.display());
+    }
+}
+
+#[test]
 fn real_clients_unpack_the_exact_rootfs() {
     if !require_all(&["skopeo", "umoci", "oci-image-tool", "podman", "dockerd"]) {
         return;

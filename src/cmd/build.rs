@@ -161,7 +161,7 @@ fn read(
         });
         let size = std::fs::metadata(&inputs.rootfs).map_or(0, |m| m.len());
         let bar = progress.bytes("reading", size);
-        let rootfs = source::scan(&inputs.rootfs, scan, &|n| bar.set_position(n));
+        let rootfs = source::scan(&inputs.rootfs, scan, &|n| bar.set_position(n), &warn);
         bar.finish_and_clear();
         let owners = owners
             .join()

@@ -382,7 +382,7 @@ mod tests {
             tmpdir: tmp.path().to_path_buf(),
             max_size: u64::MAX,
         };
-        let rootfs = crate::source::scan(&root, &opts, &|_| {}).unwrap();
+        let rootfs = crate::source::scan(&root, &opts, &|_| {}, &|_| {}).unwrap();
         for (path, _, want) in links {
             let id = rootfs.find(path.as_bytes()).unwrap();
             assert_eq!(leads_to_dir(&rootfs, id), *want, "{path}");

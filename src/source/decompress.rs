@@ -28,21 +28,56 @@ impl Format {
     }
 }
 
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+
 /// Looks at the first bytes of a file (at least 262 to see a tar header's
 /// `ustar` magic).
 pub fn detect(head: &[u8]) -> Format {
+    if is_skippable(head) {
+        return after_skippable(head);
+    }
     if head.starts_with(&[0x1f, 0x8b]) {
         Format::Gzip
     } else if head.starts_with(b"BZh") {
         Format::Bzip2
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Format::Xz
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if head.starts_with(&ZSTD_MAGIC) {
         Format::Zstd
-    } else if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+    } else if head.starts_with(&LZ4_MAGIC) {
         Format::Lz4
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
         Format::Tar
+    } else {
+        Format::Unknown
+    }
+}
+
+/// A skippable frame (magic 0x184D2A50-5F, little-endian), which zstd and
+/// lz4 both define: metadata a decoder passes over.
+fn is_skippable(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]
+}
+
+/// The format of what follows leading skippable frames: zstd or lz4 (whose
+/// frames they may precede), else unknown. Frames too long to see past are
+/// taken as zstd's; its decoder then checks what comes.
+fn after_skippable(mut head: &[u8]) -> Format {
+    while is_skippable(head) {
+        let Some(len) = head.get(4..8) else {
+            return Format::Unknown;
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        match head.get(8..).and_then(|rest| rest.get(len..)) {
+            Some(rest) => head = rest,
+            None => return Format::Zstd,
+        }
+    }
+    if head.is_empty() || head.starts_with(&ZSTD_MAGIC) {
+        Format::Zstd
+    } else if head.starts_with(&LZ4_MAGIC) {
+        Format::Lz4
     } else {
         Format::Unknown
     }
@@ -54,7 +89,7 @@ pub fn detect(head: &[u8]) -> Format {
 pub fn decoder<'a, R: BufRead + 'a>(format: Format, input: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match format {
         Format::Tar => Box::new(input),
-        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Format::Gzip => Box::new(GzipMembers::new(input)),
         Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         Format::Xz => Box::new(BufReader::with_capacity(
             1 << 16,
@@ -74,6 +109,64 @@ pub fn decoder<'a, R: BufRead + 'a>(format: Format, input: R) -> io::Result<Box<
             ));
         }
     })
+}
+
+/// Every member of a gzip file, then only zero bytes to the end: padding
+/// that tape and block devices add, which gzip and containerd accept.
+/// Anything else after the last member is refused, as before.
+struct GzipMembers<R> {
+    member: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    fn new(input: R) -> Self {
+        GzipMembers {
+            member: Some(flate2::bufread::GzDecoder::new(input)),
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended, its CRC and size checked: what follows?
+            let input = member.get_mut();
+            let next = input.fill_buf()?;
+            if next.is_empty() {
+                self.member = None;
+            } else if next[0] == 0 {
+                skip_zeros(input)?;
+                self.member = None;
+            } else if let Some(member) = self.member.take() {
+                self.member = Some(flate2::bufread::GzDecoder::new(member.into_inner()));
+            }
+        }
+    }
+}
+
+/// Reads zero bytes to the end of `input`; anything else is an error.
+fn skip_zeros(input: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if buf.iter().any(|&b| b != 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "data after the zero padding that follows the gzip stream",
+            ));
+        }
+        let n = buf.len();
+        input.consume(n);
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +218,77 @@ mod tests {
         }
         assert_eq!(detect(&zst), Format::Zstd);
         assert_eq!(roundtrip(Format::Zstd, &zst), b"hello world");
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn skippable(magic_low: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x50 | magic_low, 0x2a, 0x4d, 0x18];
+        v.extend((payload.len() as u32).to_le_bytes());
+        v.extend(payload);
+        v
+    }
+
+    #[test]
+    fn zstd_may_start_with_skippable_frames() {
+        let mut zst = skippable(0, b"metadata");
+        zst.extend(skippable(0xf, b""));
+        zst.extend(zstd::encode_all(&b"hello"[..], 3).unwrap());
+        assert_eq!(detect(&zst), Format::Zstd);
+        assert_eq!(roundtrip(Format::Zstd, &zst), b"hello");
+        // Longer than what detection sees: zstd's decoder decides.
+        assert_eq!(detect(&skippable(3, &[0; 100])[..50]), Format::Zstd);
+
+        let mut lz4 = skippable(1, b"x");
+        lz4.extend(LZ4_MAGIC);
+        assert_eq!(detect(&lz4), Format::Lz4);
+        let mut junk = skippable(1, b"x");
+        junk.extend(b"junk");
+        assert_eq!(detect(&junk), Format::Unknown);
+        assert_eq!(detect(&[0x50, 0x2a, 0x4d, 0x18, 1]), Format::Unknown);
+        // 0x184D2A60 is not a skippable frame.
+        assert_eq!(
+            detect(&[0x60, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]),
+            Format::Unknown
+        );
+    }
+
+    #[test]
+    fn gzip_may_end_in_zero_padding_only() {
+        let mut padded = gzip(b"hello ");
+        padded.extend(gzip(b"world"));
+        padded.extend([0; 3000]);
+        assert_eq!(roundtrip(Format::Gzip, &padded), b"hello world");
+        // Read through a small buffer, so the zeros span many reads.
+        let mut out = Vec::new();
+        decoder(Format::Gzip, io::BufReader::with_capacity(7, &padded[..]))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"hello world");
+
+        let read_all = |data: &[u8]| {
+            let mut out = Vec::new();
+            decoder(Format::Gzip, data)
+                .unwrap()
+                .read_to_end(&mut out)
+                .map(|_| out)
+        };
+        let mut zeros_then_junk = gzip(b"a");
+        zeros_then_junk.extend([0, 0, 1]);
+        let err = read_all(&zeros_then_junk).unwrap_err().to_string();
+        assert!(err.contains("after the zero padding"), "{err}");
+        let mut junk = gzip(b"a");
+        junk.extend(b"junk");
+        assert!(read_all(&junk).is_err());
+        let mut bad_crc = gzip(b"abc");
+        let n = bad_crc.len();
+        bad_crc[n - 8] ^= 1;
+        assert!(read_all(&bad_crc).is_err());
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! does), hardlinks resolved to shared inodes, and a way to reopen each file's
 //! content later. It knows nothing about layers.
 
+mod acl;
 mod catalog;
 pub mod decompress;
 mod dir;
 pub mod path;
+mod pax;
+mod sparse;
 mod spool;
 mod tarball;
 
@@ -147,14 +150,22 @@ pub struct ScanOptions {
 
 /// Called with the number of input bytes consumed so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+/// Called with a warning about the input (the build decides whether and how
+/// to show it).
+pub type Warn<'a> = &'a (dyn Fn(String) + Sync);
 
 /// Reads `input` (a directory, or a tarball detected by its magic bytes).
-pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<Rootfs, Error> {
+pub fn scan(
+    input: &Path,
+    opts: &ScanOptions,
+    progress: Progress<'_>,
+    warn: Warn<'_>,
+) -> Result<Rootfs, Error> {
     let meta = std::fs::metadata(input).map_err(|e| Error::new(input, e.to_string()))?;
     if meta.is_dir() {
         dir::scan(input, opts, progress)
     } else {
-        tarball::scan(input, opts, progress)
+        tarball::scan(input, opts, progress, warn)
     }
 }
 

@@ -9,24 +9,31 @@ use std::path::Path;
 
 use tar::EntryType;
 
+use super::acl::{self, AclError};
 use super::catalog::Catalog;
 use super::decompress::{self, Format};
+use super::pax::{self, Pax};
+use super::sparse::{self, Sparse};
 use super::spool::Spool;
-use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
+use super::{
+    Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, Warn, path,
+};
 
-const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
-/// Header data (pax records, GNU long names) one entry may carry. Real ones
-/// are a few hundred bytes; a bigger one is hostile or broken.
+/// Header data (pax records, GNU long names, old GNU sparse maps) one entry
+/// may carry. Real ones are a few hundred bytes; a bigger one is hostile or
+/// broken.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
-/// Linux's limits: XATTR_NAME_MAX and XATTR_SIZE_MAX.
-const MAX_XATTR_NAME: usize = 255;
-const MAX_XATTR_VALUE: usize = 64 << 10;
+const TOO_BIG: &str = "the archive decompresses to more than --max-size";
 
 /// Limits on the decompressed stream, checked as it is read.
 struct Guard {
-    /// Most bytes the archive may decompress to (--max-size).
+    /// Most bytes the archive may decompress to (--max-size), sparse files
+    /// counted at their full size.
     max_total: u64,
     total: Cell<u64>,
+    /// The holes of sparse files so far: bytes the spool gets that the
+    /// stream does not carry.
+    holes: Cell<u64>,
     /// Bytes read since the last entry that were not file content.
     header: Cell<u64>,
     in_content: Cell<bool>,
@@ -37,8 +44,8 @@ impl Guard {
     fn check(&self, n: usize) -> io::Result<()> {
         let total = self.total.get() + n as u64;
         self.total.set(total);
-        if total > self.max_total {
-            return Err(self.trip("the archive decompresses to more than --max-size"));
+        if total.saturating_add(self.holes.get()) > self.max_total {
+            return Err(self.trip(TOO_BIG));
         }
         if !self.in_content.get() {
             let header = self.header.get() + n as u64;
@@ -52,13 +59,28 @@ impl Guard {
         Ok(())
     }
 
+    /// Counts `n` bytes of holes a sparse file is about to expand to.
+    fn expand(&self, n: u64) -> io::Result<()> {
+        let holes = self.holes.get().saturating_add(n);
+        self.holes.set(holes);
+        if self.total.get().saturating_add(holes) > self.max_total {
+            return Err(self.trip(TOO_BIG));
+        }
+        Ok(())
+    }
+
     fn trip(&self, why: &'static str) -> io::Error {
         self.tripped.set(Some(why));
         io::Error::other(why)
     }
 }
 
-pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<Rootfs, Error> {
+pub fn scan(
+    input: &Path,
+    opts: &ScanOptions,
+    progress: Progress<'_>,
+    warn: Warn<'_>,
+) -> Result<Rootfs, Error> {
     let file = File::open(input).map_err(|e| Error::new(input, e.to_string()))?;
     let mut raw = BufReader::with_capacity(1 << 20, Counting::new(file, progress));
     let head = raw
@@ -72,6 +94,7 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
     let guard = Guard {
         max_total: opts.max_size,
         total: Cell::new(0),
+        holes: Cell::new(0),
         header: Cell::new(0),
         in_content: Cell::new(false),
         tripped: Cell::new(None),
@@ -94,6 +117,8 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
         guard: &guard,
         catalog: Catalog::new(input),
         spool: Spool::new(spool, opts.hash),
+        dropped_acls: 0,
+        first_dropped: None,
     };
     let read = reader.read_archive(stream).and_then(|s| reader.drain(s));
     // Always wait for the writer; a read error is reported before its own.
@@ -103,6 +128,17 @@ pub fn scan(input: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<
         written.map_err(|e| Error::new(&opts.tmpdir, format!("writing the spool file: {e}")))?;
     for (inode, digest) in digests {
         reader.catalog.set_digest(inode, digest);
+    }
+    if let Some((path, why)) = &reader.first_dropped {
+        let more = match reader.dropped_acls - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        warn(format!(
+            "{}: POSIX ACLs left out of the image: {}: {why}{more}",
+            input.display(),
+            path::display(path),
+        ));
     }
     reader.catalog.finish(Some(spool))
 }
@@ -114,6 +150,10 @@ struct Reader<'a> {
     guard: &'a Guard,
     catalog: Catalog,
     spool: Spool,
+    /// ACLs that could not be converted, and the first (path, why):
+    /// reported once.
+    dropped_acls: u64,
+    first_dropped: Option<(Vec<u8>, String)>,
 }
 
 impl<'a> Reader<'a> {
@@ -138,8 +178,17 @@ impl<'a> Reader<'a> {
                 let mut entry = entry.map_err(|e| self.corrupt(e))?;
                 self.guard.header.set(0);
                 count += 1;
-                end_of_last = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
-                self.add(&mut entry)?;
+                // Headers (old GNU sparse maps included) are read by now.
+                let data_start = self.guard.total.get();
+                let spooled = self.add(&mut entry)?;
+                // A sparse file's size is not what the archive stores: for
+                // files, what was read is.
+                let stored = if spooled {
+                    self.guard.total.get() - data_start
+                } else {
+                    entry.size()
+                };
+                end_of_last = data_start.saturating_add(stored.div_ceil(512).saturating_mul(512));
             }
         }
         let stream = archive.into_inner();
@@ -161,8 +210,19 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Error> {
-        let raw_path = entry.path_bytes().into_owned();
+    /// Adds one entry; returns whether its content was read (spooled).
+    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool, Error> {
+        let kind = entry.header().entry_type();
+        if kind == EntryType::XGlobalHeader {
+            return Ok(false);
+        }
+        let pax = pax::read(entry);
+        // Sparse 0.1 and 1.0 members carry a made-up name in the header.
+        let sparse_name = pax.as_ref().ok().and_then(|p| p.sparse.name());
+        let raw_path = match sparse_name {
+            Some(name) => name.to_vec(),
+            None => entry.path_bytes().into_owned(),
+        };
         let path = path::normalize(&raw_path).map_err(|e| {
             Error::new(
                 self.input,
@@ -170,20 +230,28 @@ impl<'a> Reader<'a> {
             )
         })?;
         let at = |reason: String| Error::at(self.input, &path, reason);
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            return Ok(());
+        let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
+        let mut meta = meta(entry.header(), &pax).map_err(|e| at(format!("bad header: {e}")))?;
+        self.acls(&pax, kind, &path, &mut meta.xattrs).map_err(at)?;
+        meta.xattrs.sort();
+        meta.xattrs.dedup_by(|a, b| a.0 == b.0);
+        let sparse = pax
+            .sparse
+            .resolve()
+            .map_err(|e| at(format!("bad sparse header: {e}")))?;
+        if sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+            return Err(at(
+                "GNU.sparse records on an entry that is not a regular file".into(),
+            ));
         }
-        let meta = self
-            .meta(entry)
-            .map_err(|e| at(format!("bad header: {e}")))?;
         let entry_val = match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let (size, offset) = self.spool_content(entry).map_err(|e| match e {
+                let (size, offset) = self.spool_content(entry, sparse).map_err(|e| match e {
                     SpoolError::Read(e) => self.corrupt(format!("{}: {e}", path::display(&path))),
                     SpoolError::Write(e) => {
                         Error::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
                     }
+                    SpoolError::Bad(why) => at(why),
                 })?;
                 let inode = self.catalog.add_inode(Inode {
                     meta,
@@ -192,7 +260,8 @@ impl<'a> Reader<'a> {
                     digest: None,
                 });
                 self.spool.end_file(inode);
-                Entry::File(inode)
+                self.catalog.insert(path, Entry::File(inode))?;
+                return Ok(true);
             }
             EntryType::Link => {
                 let raw = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -201,7 +270,8 @@ impl<'a> Reader<'a> {
                 }
                 let target = path::normalize(&raw)
                     .map_err(|e| at(format!("hardlink target '{}': {e}", lossy(&raw))))?;
-                return self.catalog.link(path, &target);
+                self.catalog.link(path, &target)?;
+                return Ok(false);
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -238,63 +308,73 @@ impl<'a> Reader<'a> {
                 )));
             }
         };
-        self.catalog.insert(path, entry_val)
+        self.catalog.insert(path, entry_val)?;
+        Ok(false)
     }
 
-    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
-        let h = entry.header();
-        let mut meta = Meta {
-            mode: h.mode()? & 0o7777,
-            uid: h.uid()?,
-            gid: h.gid()?,
-            mtime: i64::try_from(h.mtime()?).unwrap_or(i64::MAX),
-            xattrs: Vec::new(),
-        };
-        if let Some(pax) = entry.pax_extensions()? {
-            for rec in pax {
-                let rec = rec?;
-                let key = rec.key_bytes();
-                if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
-                    let value = rec.value_bytes();
-                    if name.is_empty()
-                        || name.len() > MAX_XATTR_NAME
-                        || value.len() > MAX_XATTR_VALUE
-                    {
-                        return Err(io::Error::other(format!(
-                            "extended attribute '{}' exceeds Linux's limits \
-                             (name 1-255 bytes, value 64 KiB)",
-                            String::from_utf8_lossy(&name[..name.len().min(64)])
-                        )));
-                    }
-                    meta.xattrs.push((name.to_vec(), value.to_vec()));
-                } else if key == b"mtime" {
-                    // PAX times may carry a fraction: "1520598896.123".
-                    let v = rec.value_bytes();
-                    let secs = v.split(|&b| b == b'.').next().unwrap_or(b"");
-                    if let Some(t) = std::str::from_utf8(secs).ok().and_then(|s| s.parse().ok()) {
-                        meta.mtime = t;
-                    }
-                }
+    /// Converts bsdtar's textual ACLs to the xattrs Linux keeps them in; one
+    /// that names a user or group without an id is left out and reported.
+    fn acls(
+        &mut self,
+        pax: &Pax,
+        entry: EntryType,
+        path: &[u8],
+        xattrs: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), String> {
+        if pax.acl_nfs4 {
+            self.drop_acl(path, || {
+                "an NFSv4 ACL (SCHILY.acl.ace), which Linux files can't carry".into()
+            });
+        }
+        let texts = [
+            (&pax.acl_access, acl::Kind::Access, "SCHILY.acl.access"),
+            (&pax.acl_default, acl::Kind::Default, "SCHILY.acl.default"),
+        ];
+        for (text, kind, key) in texts {
+            let Some(text) = text else { continue };
+            // What Linux can set: no ACL on a symlink, a default one only
+            // on a directory.
+            if entry == EntryType::Symlink
+                || (kind == acl::Kind::Default && entry != EntryType::Directory)
+            {
+                return Err(format!("{key} on an entry that can't carry it"));
+            }
+            // GNU tar --xattrs stores the same ACL as this xattr already.
+            if xattrs.iter().any(|(name, _)| name == kind.xattr()) {
+                continue;
+            }
+            match acl::to_xattr(text, kind) {
+                Ok(Some(value)) => xattrs.push((kind.xattr().to_vec(), value)),
+                Ok(None) => {}
+                Err(AclError::NameOnly(e)) => self.drop_acl(path, || {
+                    format!("{key} entry '{e}' names a user or group without a numeric id")
+                }),
+                Err(AclError::Bad(why)) => return Err(format!("bad {key}: the ACL {why}")),
             }
         }
-        meta.xattrs.sort();
-        meta.xattrs.dedup_by(|a, b| a.0 == b.0);
-        Ok(meta)
+        Ok(())
     }
 
-    /// Hands a file's content to the spool; returns its size and offset.
+    fn drop_acl(&mut self, path: &[u8], why: impl FnOnce() -> String) {
+        self.dropped_acls += 1;
+        if self.first_dropped.is_none() {
+            self.first_dropped = Some((path.to_vec(), why()));
+        }
+    }
+
+    /// Hands a file's content to the spool, sparse files expanded; returns
+    /// its size and offset.
     fn spool_content<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        sparse: Option<Sparse>,
     ) -> Result<(u64, u64), SpoolError> {
         let offset = self.spool.offset;
-        let mut size = 0u64;
         self.guard.in_content.set(true);
-        let result = self.copy_content(entry, &mut size);
+        let result = self.copy_content(entry, sparse);
         self.guard.in_content.set(false);
-        result?;
-        let expected = entry.size();
-        if size != expected && entry.header().entry_type() != EntryType::GNUSparse {
+        let (size, expected) = result?;
+        if size != expected {
             return Err(SpoolError::Read(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("content ends after {size} of {expected} bytes"),
@@ -303,26 +383,84 @@ impl<'a> Reader<'a> {
         Ok((size, offset))
     }
 
+    /// Returns the bytes spooled and the bytes there should be.
     fn copy_content<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-        size: &mut u64,
-    ) -> Result<(), SpoolError> {
-        let expected = entry.size();
-        match self.spool.copy(entry, expected) {
-            Ok(Ok(n)) => {
-                *size = n;
-                Ok(())
+        sparse: Option<Sparse>,
+    ) -> Result<(u64, u64), SpoolError> {
+        let size = entry.size();
+        let Some(sparse) = sparse else {
+            if entry.header().entry_type() == EntryType::GNUSparse {
+                // Old GNU: the tar crate expands it; `size` is the real one.
+                let stored = entry.header().entry_size().unwrap_or(size);
+                self.guard
+                    .expand(size.saturating_sub(stored))
+                    .map_err(SpoolError::Read)?;
             }
+            return Ok((self.spool_from(entry, size)?, size));
+        };
+        let (map, map_bytes) = match sparse.map {
+            Some(map) => (map, 0),
+            None => sparse::read_map(entry, size).map_err(|e| match e {
+                sparse::MapError::Io(e) => SpoolError::Read(e),
+                sparse::MapError::Bad(why) => SpoolError::Bad(why),
+            })?,
+        };
+        let data = size.saturating_sub(map_bytes);
+        sparse::check(&map, sparse.real_size, data).map_err(SpoolError::Bad)?;
+        self.guard
+            .expand(sparse.real_size.saturating_sub(data))
+            .map_err(SpoolError::Read)?;
+        let mut expanded = sparse::Expand::new(entry, map, sparse.real_size);
+        let n = self.spool_from(&mut expanded, sparse.real_size)?;
+        Ok((n, sparse.real_size))
+    }
+
+    fn spool_from(&mut self, r: &mut impl Read, size: u64) -> Result<u64, SpoolError> {
+        match self.spool.copy(r, size) {
+            Ok(Ok(n)) => Ok(n),
             Ok(Err(read)) => Err(SpoolError::Read(read)),
             Err(write) => Err(SpoolError::Write(write)),
         }
     }
 }
 
+/// An entry's metadata: its header, overridden by its pax records.
+fn meta(h: &tar::Header, pax: &Pax) -> io::Result<Meta> {
+    let uid = match pax.uid {
+        Some(id) => id,
+        None => header_id("uid", &h.as_old().uid, h.uid())?,
+    };
+    let gid = match pax.gid {
+        Some(id) => id,
+        None => header_id("gid", &h.as_old().gid, h.gid())?,
+    };
+    let mtime = i64::try_from(h.mtime()?).unwrap_or(i64::MAX);
+    Ok(Meta {
+        mode: h.mode()? & 0o7777,
+        uid: uid.into(),
+        gid: gid.into(),
+        mtime: pax.mtime.unwrap_or(mtime),
+        xattrs: pax.xattrs.clone(),
+    })
+}
+
+/// An owner id from its header field (octal, or GNU base-256 with the top
+/// bit set, where 0xff first means a negative number).
+fn header_id(what: &str, field: &[u8; 8], value: io::Result<u64>) -> io::Result<u32> {
+    if field[0] == 0xff {
+        let n = i64::from_be_bytes(*field);
+        return Err(pax::out_of_range(what, &n.to_string()));
+    }
+    pax::check_id(what, value?)
+}
+
 enum SpoolError {
     Read(io::Error),
     Write(io::Error),
+    /// The archive is readable but describes something wrong.
+    Bad(String),
 }
 
 fn lossy(b: &[u8]) -> String {
