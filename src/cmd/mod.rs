@@ -94,7 +94,7 @@ pub enum Error {
         what: String,
         source: Option<io::Error>,
     },
-    Source(crate::source::Error),
+    Source(crate::source::SourceError),
     Packages(crate::packages::PackageError),
     Plan(crate::plan::PlanError),
     Rules(crate::plan::RulesError),
@@ -184,7 +184,7 @@ macro_rules! from {
 
 from!(
     Usage(UsageError),
-    Source(crate::source::Error),
+    Source(crate::source::SourceError),
     Packages(crate::packages::PackageError),
     Plan(crate::plan::PlanError),
     Rules(crate::plan::RulesError),

@@ -119,12 +119,12 @@ pub fn write_layer<W: Write>(
     })
 }
 
-type Pax = Vec<(String, Vec<u8>)>;
+type PaxRecords = Vec<(String, Vec<u8>)>;
 
 fn append<W: Write, R: Read>(
     b: &mut tar::Builder<W>,
     h: &Header,
-    pax: &Pax,
+    pax: &PaxRecords,
     data: R,
 ) -> io::Result<()> {
     if !pax.is_empty() {
@@ -142,8 +142,8 @@ fn header(
     size: u64,
     clamp: i64,
     link: Option<&[u8]>,
-) -> io::Result<(Header, Pax)> {
-    let mut pax: Pax = Vec::new();
+) -> io::Result<(Header, PaxRecords)> {
+    let mut pax: PaxRecords = Vec::new();
     let mut h = Header::new_ustar();
     h.set_entry_type(kind);
 

@@ -8,7 +8,7 @@
 use std::io::{self, BufReader, Cursor, Read};
 
 use super::read_up_to;
-use crate::source::decompress::{self, Format};
+use crate::source::decompress::{self, Codec};
 
 /// Wraps `input` in the decoder its first bytes call for; input with no
 /// known magic passes through as is (a plain tar or cpio, which their
@@ -19,7 +19,7 @@ pub fn decoder<'a, R: Read + 'a>(mut input: R, hint: &str) -> io::Result<Box<dyn
     let format = decompress::detect(&head[..n]);
     let input = BufReader::new(Cursor::new(head[..n].to_vec()).chain(input));
     match format {
-        Format::Gzip | Format::Bzip2 | Format::Xz | Format::Zstd | Format::Lz4 => {
+        Codec::Gzip | Codec::Bzip2 | Codec::Xz | Codec::Zstd | Codec::Lz4 => {
             decompress::decoder(format, input)
         }
         _ if hint.ends_with("lzma") => {

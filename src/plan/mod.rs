@@ -2,11 +2,11 @@
 //! the scanned rootfs (and, for per-package images, of package ownership):
 //! nothing here touches the disk.
 
-mod packages;
+mod per_package;
 mod packing;
 mod rules;
 
-pub use packages::{Claim, ClaimKind, Owner, PlanError, plan as per_package};
+pub use per_package::{Claim, ClaimKind, Owner, PlanError, plan as per_package};
 pub use rules::{Rules, RulesError};
 
 use crate::source::{NodeId, Rootfs, path};

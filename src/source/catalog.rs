@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::{Entry, Error, Inode, InodeId, Meta, Node, Rootfs, path};
+use super::{Entry, Inode, InodeId, Meta, Node, Rootfs, SourceError, path};
 
 /// Most entries a rootfs may have; real ones have tens of thousands.
 const MAX_ENTRIES: usize = 10_000_000;
@@ -46,16 +46,16 @@ impl Catalog {
     }
 
     /// Adds or replaces (last one wins) the entry at a canonical path.
-    pub fn insert(&mut self, path: Vec<u8>, entry: Entry) -> Result<(), Error> {
+    pub fn insert(&mut self, path: Vec<u8>, entry: Entry) -> Result<(), SourceError> {
         if path.is_empty() && !matches!(entry, Entry::Dir(_)) {
-            return Err(Error::at(
+            return Err(SourceError::at(
                 &self.input,
                 &path,
                 "the root of the filesystem is not a directory",
             ));
         }
         if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&path) {
-            return Err(Error::new(
+            return Err(SourceError::new(
                 &self.input,
                 "more than 10 million entries: not a root filesystem",
             ));
@@ -66,10 +66,10 @@ impl Catalog {
 
     /// A hardlink: `path` names whatever `target` names at this point of the
     /// input, as extraction would link it.
-    pub fn link(&mut self, path: Vec<u8>, target: &[u8]) -> Result<(), Error> {
+    pub fn link(&mut self, path: Vec<u8>, target: &[u8]) -> Result<(), SourceError> {
         let entry = match self.entries.get(target) {
             None => {
-                return Err(Error::at(
+                return Err(SourceError::at(
                     &self.input,
                     &path,
                     format!(
@@ -79,7 +79,7 @@ impl Catalog {
                 ));
             }
             Some(Entry::Dir(_)) => {
-                return Err(Error::at(
+                return Err(SourceError::at(
                     &self.input,
                     &path,
                     format!("hardlink to directory {}", path::display(target)),
@@ -94,7 +94,7 @@ impl Catalog {
 
     /// Sorts, adds implied parent directories, checks every parent is a
     /// directory, and drops inodes no path refers to any more.
-    pub fn finish(self, spool: Option<File>) -> Result<Rootfs, Error> {
+    pub fn finish(self, spool: Option<File>) -> Result<Rootfs, SourceError> {
         let Catalog {
             input,
             mut entries,
@@ -111,7 +111,7 @@ impl Catalog {
                 match entries.get(dir) {
                     Some(Entry::Dir(_)) => break,
                     Some(_) => {
-                        return Err(Error::at(
+                        return Err(SourceError::at(
                             &input,
                             p,
                             format!("its parent {} is not a directory", path::display(dir)),
@@ -146,7 +146,7 @@ impl Catalog {
                     Some(n) => n,
                     None => {
                         let inode = slots[*ino].take().ok_or_else(|| {
-                            Error::new(&input, "internal error: inode used twice")
+                            SourceError::new(&input, "internal error: inode used twice")
                         })?;
                         kept.push(inode);
                         remap[*ino] = Some(kept.len() - 1);
@@ -168,13 +168,13 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Content;
+    use crate::source::Stored;
 
     fn file(c: &mut Catalog, size: u64) -> Entry {
         Entry::File(c.add_inode(Inode {
             meta: Meta::default(),
             size,
-            content: Content::Spool(0),
+            content: Stored::Spool(0),
             digest: None,
         }))
     }

@@ -4,7 +4,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub enum Codec {
     Tar,
     Gzip,
     Bzip2,
@@ -14,16 +14,16 @@ pub enum Format {
     Unknown,
 }
 
-impl Format {
+impl Codec {
     pub fn name(self) -> &'static str {
         match self {
-            Format::Tar => "tar",
-            Format::Gzip => "gzip",
-            Format::Bzip2 => "bzip2",
-            Format::Xz => "xz",
-            Format::Zstd => "zstd",
-            Format::Lz4 => "lz4",
-            Format::Unknown => "unknown",
+            Codec::Tar => "tar",
+            Codec::Gzip => "gzip",
+            Codec::Bzip2 => "bzip2",
+            Codec::Xz => "xz",
+            Codec::Zstd => "zstd",
+            Codec::Lz4 => "lz4",
+            Codec::Unknown => "unknown",
         }
     }
 }
@@ -33,24 +33,24 @@ const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
 /// Looks at the first bytes of a file (at least 262 to see a tar header's
 /// `ustar` magic).
-pub fn detect(head: &[u8]) -> Format {
+pub fn detect(head: &[u8]) -> Codec {
     if is_skippable(head) {
         return after_skippable(head);
     }
     if head.starts_with(&[0x1f, 0x8b]) {
-        Format::Gzip
+        Codec::Gzip
     } else if head.starts_with(b"BZh") {
-        Format::Bzip2
+        Codec::Bzip2
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Format::Xz
+        Codec::Xz
     } else if head.starts_with(&ZSTD_MAGIC) {
-        Format::Zstd
+        Codec::Zstd
     } else if head.starts_with(&LZ4_MAGIC) {
-        Format::Lz4
+        Codec::Lz4
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Format::Tar
+        Codec::Tar
     } else {
-        Format::Unknown
+        Codec::Unknown
     }
 }
 
@@ -63,46 +63,46 @@ fn is_skippable(head: &[u8]) -> bool {
 /// The format of what follows leading skippable frames: zstd or lz4 (whose
 /// frames they may precede), else unknown. Frames too long to see past are
 /// taken as zstd's; its decoder then checks what comes.
-fn after_skippable(mut head: &[u8]) -> Format {
+fn after_skippable(mut head: &[u8]) -> Codec {
     while is_skippable(head) {
         let Some(len) = head.get(4..8) else {
-            return Format::Unknown;
+            return Codec::Unknown;
         };
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
         match head.get(8..).and_then(|rest| rest.get(len..)) {
             Some(rest) => head = rest,
-            None => return Format::Zstd,
+            None => return Codec::Zstd,
         }
     }
     if head.is_empty() || head.starts_with(&ZSTD_MAGIC) {
-        Format::Zstd
+        Codec::Zstd
     } else if head.starts_with(&LZ4_MAGIC) {
-        Format::Lz4
+        Codec::Lz4
     } else {
-        Format::Unknown
+        Codec::Unknown
     }
 }
 
 /// Wraps `input` in the decoder for `format`. Every decoder reads all
 /// concatenated members/streams (pigz, pbzip2 and parallel xz/zstd write
 /// several).
-pub fn decoder<'a, R: BufRead + 'a>(format: Format, input: R) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decoder<'a, R: BufRead + 'a>(format: Codec, input: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match format {
-        Format::Tar => Box::new(input),
-        Format::Gzip => Box::new(GzipMembers::new(input)),
-        Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-        Format::Xz => Box::new(BufReader::with_capacity(
+        Codec::Tar => Box::new(input),
+        Codec::Gzip => Box::new(GzipMembers::new(input)),
+        Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Codec::Xz => Box::new(BufReader::with_capacity(
             1 << 16,
             liblzma::bufread::XzDecoder::new_multi_decoder(input),
         )),
-        Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
-        Format::Lz4 => {
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        Codec::Lz4 => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "lz4-compressed tarballs are not supported; use tar, tar.gz, tar.bz2, tar.xz or tar.zst",
             ));
         }
-        Format::Unknown => {
+        Codec::Unknown => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not a tar archive (no ustar magic) nor a gzip, bzip2, xz or zstd stream",
@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn roundtrip(format: Format, data: &[u8]) -> Vec<u8> {
+    fn roundtrip(format: Codec, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         decoder(format, data)
             .unwrap()
@@ -191,8 +191,8 @@ mod tests {
             e.write_all(part).unwrap();
             gz.extend(e.finish().unwrap());
         }
-        assert_eq!(detect(&gz), Format::Gzip);
-        assert_eq!(roundtrip(Format::Gzip, &gz), b"hello world");
+        assert_eq!(detect(&gz), Codec::Gzip);
+        assert_eq!(roundtrip(Codec::Gzip, &gz), b"hello world");
 
         let mut bz = Vec::new();
         for part in [&b"hello "[..], b"world"] {
@@ -200,8 +200,8 @@ mod tests {
             e.write_all(part).unwrap();
             bz.extend(e.finish().unwrap());
         }
-        assert_eq!(detect(&bz), Format::Bzip2);
-        assert_eq!(roundtrip(Format::Bzip2, &bz), b"hello world");
+        assert_eq!(detect(&bz), Codec::Bzip2);
+        assert_eq!(roundtrip(Codec::Bzip2, &bz), b"hello world");
 
         let mut xz = Vec::new();
         for part in [&b"hello "[..], b"world"] {
@@ -209,15 +209,15 @@ mod tests {
             e.write_all(part).unwrap();
             xz.extend(e.finish().unwrap());
         }
-        assert_eq!(detect(&xz), Format::Xz);
-        assert_eq!(roundtrip(Format::Xz, &xz), b"hello world");
+        assert_eq!(detect(&xz), Codec::Xz);
+        assert_eq!(roundtrip(Codec::Xz, &xz), b"hello world");
 
         let mut zst = Vec::new();
         for part in [&b"hello "[..], b"world"] {
             zst.extend(zstd::encode_all(part, 3).unwrap());
         }
-        assert_eq!(detect(&zst), Format::Zstd);
-        assert_eq!(roundtrip(Format::Zstd, &zst), b"hello world");
+        assert_eq!(detect(&zst), Codec::Zstd);
+        assert_eq!(roundtrip(Codec::Zstd, &zst), b"hello world");
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
@@ -238,22 +238,22 @@ mod tests {
         let mut zst = skippable(0, b"metadata");
         zst.extend(skippable(0xf, b""));
         zst.extend(zstd::encode_all(&b"hello"[..], 3).unwrap());
-        assert_eq!(detect(&zst), Format::Zstd);
-        assert_eq!(roundtrip(Format::Zstd, &zst), b"hello");
+        assert_eq!(detect(&zst), Codec::Zstd);
+        assert_eq!(roundtrip(Codec::Zstd, &zst), b"hello");
         // Longer than what detection sees: zstd's decoder decides.
-        assert_eq!(detect(&skippable(3, &[0; 100])[..50]), Format::Zstd);
+        assert_eq!(detect(&skippable(3, &[0; 100])[..50]), Codec::Zstd);
 
         let mut lz4 = skippable(1, b"x");
         lz4.extend(LZ4_MAGIC);
-        assert_eq!(detect(&lz4), Format::Lz4);
+        assert_eq!(detect(&lz4), Codec::Lz4);
         let mut junk = skippable(1, b"x");
         junk.extend(b"junk");
-        assert_eq!(detect(&junk), Format::Unknown);
-        assert_eq!(detect(&[0x50, 0x2a, 0x4d, 0x18, 1]), Format::Unknown);
+        assert_eq!(detect(&junk), Codec::Unknown);
+        assert_eq!(detect(&[0x50, 0x2a, 0x4d, 0x18, 1]), Codec::Unknown);
         // 0x184D2A60 is not a skippable frame.
         assert_eq!(
             detect(&[0x60, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]),
-            Format::Unknown
+            Codec::Unknown
         );
     }
 
@@ -262,10 +262,10 @@ mod tests {
         let mut padded = gzip(b"hello ");
         padded.extend(gzip(b"world"));
         padded.extend([0; 3000]);
-        assert_eq!(roundtrip(Format::Gzip, &padded), b"hello world");
+        assert_eq!(roundtrip(Codec::Gzip, &padded), b"hello world");
         // Read through a small buffer, so the zeros span many reads.
         let mut out = Vec::new();
-        decoder(Format::Gzip, io::BufReader::with_capacity(7, &padded[..]))
+        decoder(Codec::Gzip, io::BufReader::with_capacity(7, &padded[..]))
             .unwrap()
             .read_to_end(&mut out)
             .unwrap();
@@ -273,7 +273,7 @@ mod tests {
 
         let read_all = |data: &[u8]| {
             let mut out = Vec::new();
-            decoder(Format::Gzip, data)
+            decoder(Codec::Gzip, data)
                 .unwrap()
                 .read_to_end(&mut out)
                 .map(|_| out)
@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn unknown_bytes_are_refused() {
-        assert_eq!(detect(b"random bytes"), Format::Unknown);
-        assert!(decoder(Format::Unknown, &b"x"[..]).is_err());
+        assert_eq!(detect(b"random bytes"), Codec::Unknown);
+        assert!(decoder(Codec::Unknown, &b"x"[..]).is_err());
     }
 }

@@ -13,22 +13,30 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::catalog::Catalog;
-use super::{Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, path};
+use super::{
+    Device, Entry, Inode, Meta, OnBytes, Rootfs, ScanOptions, SourceError, Stored, Warn, path,
+};
 
 /// Labels of the build host's security module, never part of a rootfs.
 const HOST_XATTRS: &[&[u8]] = &[b"security.selinux"];
 
-pub fn scan(root: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<Rootfs, Error> {
+pub fn scan(
+    root: &Path,
+    opts: &ScanOptions,
+    progress: OnBytes<'_>,
+    warn: Warn<'_>,
+) -> Result<Rootfs, SourceError> {
     let mut walk = Walk {
         root,
         opts,
         progress,
+        warn,
         catalog: Catalog::new(root),
         links: HashMap::new(),
         done: 0,
         buf: vec![0; 1 << 18],
     };
-    let meta = fs::metadata(root).map_err(|e| Error::new(root, e.to_string()))?;
+    let meta = fs::metadata(root).map_err(|e| SourceError::new(root, e.to_string()))?;
     let root_meta = walk.meta(root, &meta, b"")?;
     walk.catalog.insert(Vec::new(), Entry::Dir(root_meta))?;
     walk.dir(root, Vec::new())?;
@@ -38,7 +46,8 @@ pub fn scan(root: &Path, opts: &ScanOptions, progress: Progress<'_>) -> Result<R
 struct Walk<'a> {
     root: &'a Path,
     opts: &'a ScanOptions,
-    progress: Progress<'a>,
+    progress: OnBytes<'a>,
+    warn: Warn<'a>,
     catalog: Catalog,
     /// (device, inode) of multiply-linked files already seen.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -47,8 +56,8 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn dir(&mut self, disk: &Path, rel: Vec<u8>) -> Result<(), Error> {
-        let io_err = |e: io::Error| Error::at(self.root, &rel, e.to_string());
+    fn dir(&mut self, disk: &Path, rel: Vec<u8>) -> Result<(), SourceError> {
+        let io_err = |e: io::Error| SourceError::at(self.root, &rel, e.to_string());
         let mut names: Vec<_> = fs::read_dir(disk)
             .map_err(io_err)?
             .map(|d| d.map(|d| d.file_name()))
@@ -62,14 +71,15 @@ impl Walk<'_> {
                 child.push(b'/');
             }
             child.extend_from_slice(name.as_bytes());
-            path::normalize(&child).map_err(|e| Error::at(self.root, &child, e.to_string()))?;
+            path::normalize(&child)
+                .map_err(|e| SourceError::at(self.root, &child, e.to_string()))?;
             self.entry(&child_disk, child)?;
         }
         Ok(())
     }
 
-    fn entry(&mut self, disk: &Path, rel: Vec<u8>) -> Result<(), Error> {
-        let err = |e: io::Error| Error::at(self.root, &rel, e.to_string());
+    fn entry(&mut self, disk: &Path, rel: Vec<u8>) -> Result<(), SourceError> {
+        let err = |e: io::Error| SourceError::at(self.root, &rel, e.to_string());
         let st = fs::symlink_metadata(disk).map_err(err)?;
         let ft = st.file_type();
         let meta = self.meta(disk, &st, &rel)?;
@@ -94,7 +104,7 @@ impl Walk<'_> {
             Entry::File(self.catalog.add_inode(Inode {
                 meta,
                 size: st.len(),
-                content: Content::Disk(disk.to_path_buf()),
+                content: Stored::Disk(disk.to_path_buf()),
                 digest,
             }))
         } else if ft.is_symlink() {
@@ -120,19 +130,20 @@ impl Walk<'_> {
         } else {
             // A socket can't be stored in a tar layer; a bound socket in a
             // rootfs is a leftover of something that ran in it.
-            eprintln!(
-                "rustimage: warning: {}: skipping socket {}",
+            (self.warn)(format!(
+                "{}: skipping socket {}",
                 self.root.display(),
                 path::display(&rel)
-            );
+            ));
             return Ok(());
         };
         self.catalog.insert(rel, entry)
     }
 
-    fn meta(&self, disk: &Path, st: &fs::Metadata, rel: &[u8]) -> Result<Meta, Error> {
-        let xattrs = read_xattrs(disk)
-            .map_err(|e| Error::at(self.root, rel, format!("reading extended attributes: {e}")))?;
+    fn meta(&self, disk: &Path, st: &fs::Metadata, rel: &[u8]) -> Result<Meta, SourceError> {
+        let xattrs = read_xattrs(disk).map_err(|e| {
+            SourceError::at(self.root, rel, format!("reading extended attributes: {e}"))
+        })?;
         Ok(Meta {
             mode: st.mode() & 0o7777,
             uid: u64::from(st.uid()),

@@ -71,7 +71,7 @@ pub struct Node {
 
 /// Where a file's bytes can be read again after the scan.
 #[derive(Debug, Clone)]
-pub enum Content {
+pub enum Stored {
     /// At an offset in the spool file the scan wrote (tarball input).
     Spool(u64),
     /// At an absolute path on disk (directory input).
@@ -82,7 +82,7 @@ pub enum Content {
 pub struct Inode {
     pub meta: Meta,
     pub size: u64,
-    pub content: Content,
+    pub content: Stored,
     /// SHA-256 of the content, when the scan was asked to hash.
     pub digest: Option<[u8; 32]>,
 }
@@ -98,15 +98,15 @@ pub struct Rootfs {
 
 /// One error from reading the input: which input, which entry, what is wrong.
 #[derive(Debug)]
-pub struct Error {
+pub struct SourceError {
     pub input: PathBuf,
     pub entry: Option<String>,
     pub reason: String,
 }
 
-impl Error {
+impl SourceError {
     pub fn new(input: &Path, reason: impl Into<String>) -> Self {
-        Error {
+        SourceError {
             input: input.to_path_buf(),
             entry: None,
             reason: reason.into(),
@@ -114,7 +114,7 @@ impl Error {
     }
 
     pub fn at(input: &Path, entry: &[u8], reason: impl Into<String>) -> Self {
-        Error {
+        SourceError {
             input: input.to_path_buf(),
             entry: Some(path::display(entry)),
             reason: reason.into(),
@@ -122,7 +122,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.input.display())?;
         if let Some(entry) = &self.entry {
@@ -132,7 +132,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for SourceError {}
 
 /// What the scan should do besides indexing.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ pub struct ScanOptions {
 }
 
 /// Called with the number of input bytes consumed so far.
-pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
 /// Called with a warning about the input (the build decides whether and how
 /// to show it).
 pub type Warn<'a> = &'a (dyn Fn(String) + Sync);
@@ -158,12 +158,12 @@ pub type Warn<'a> = &'a (dyn Fn(String) + Sync);
 pub fn scan(
     input: &Path,
     opts: &ScanOptions,
-    progress: Progress<'_>,
+    progress: OnBytes<'_>,
     warn: Warn<'_>,
-) -> Result<Rootfs, Error> {
-    let meta = std::fs::metadata(input).map_err(|e| Error::new(input, e.to_string()))?;
+) -> Result<Rootfs, SourceError> {
+    let meta = std::fs::metadata(input).map_err(|e| SourceError::new(input, e.to_string()))?;
     if meta.is_dir() {
-        dir::scan(input, opts, progress)
+        dir::scan(input, opts, progress, warn)
     } else {
         tarball::scan(input, opts, progress, warn)
     }
@@ -209,7 +209,7 @@ impl Rootfs {
     pub fn open(&self, id: InodeId) -> io::Result<Box<dyn Read + Send + '_>> {
         let inode = &self.inodes[id];
         match &inode.content {
-            Content::Spool(offset) => {
+            Stored::Spool(offset) => {
                 let file = self
                     .spool
                     .as_ref()
@@ -220,7 +220,7 @@ impl Rootfs {
                     left: inode.size,
                 }))
             }
-            Content::Disk(p) => {
+            Stored::Disk(p) => {
                 let file = File::open(p)?;
                 // A file that grew since the scan must not overrun its header;
                 // one that shrank is caught by the writer's length check.

@@ -11,12 +11,12 @@ use tar::EntryType;
 
 use super::acl::{self, AclError};
 use super::catalog::Catalog;
-use super::decompress::{self, Format};
+use super::decompress::{self, Codec};
 use super::pax::{self, Pax};
 use super::sparse::{self, Sparse};
 use super::spool::Spool;
 use super::{
-    Content, Device, Entry, Error, Inode, Meta, Progress, Rootfs, ScanOptions, Warn, path,
+    Device, Entry, Inode, Meta, OnBytes, Rootfs, ScanOptions, SourceError, Stored, Warn, path,
 };
 
 /// Header data (pax records, GNU long names, old GNU sparse maps) one entry
@@ -78,19 +78,20 @@ impl Guard {
 pub fn scan(
     input: &Path,
     opts: &ScanOptions,
-    progress: Progress<'_>,
+    progress: OnBytes<'_>,
     warn: Warn<'_>,
-) -> Result<Rootfs, Error> {
-    let file = File::open(input).map_err(|e| Error::new(input, e.to_string()))?;
+) -> Result<Rootfs, SourceError> {
+    let file = File::open(input).map_err(|e| SourceError::new(input, e.to_string()))?;
     let mut raw = BufReader::with_capacity(1 << 20, Counting::new(file, progress));
     let head = raw
         .fill_buf()
-        .map_err(|e| Error::new(input, e.to_string()))?;
+        .map_err(|e| SourceError::new(input, e.to_string()))?;
     if head.is_empty() {
-        return Err(Error::new(input, "empty file, not a tarball"));
+        return Err(SourceError::new(input, "empty file, not a tarball"));
     }
     let format = decompress::detect(head);
-    let stream = decompress::decoder(format, raw).map_err(|e| Error::new(input, e.to_string()))?;
+    let stream =
+        decompress::decoder(format, raw).map_err(|e| SourceError::new(input, e.to_string()))?;
     let guard = Guard {
         max_total: opts.max_size,
         total: Cell::new(0),
@@ -105,7 +106,7 @@ pub fn scan(
     };
 
     let spool = tempfile::tempfile_in(&opts.tmpdir).map_err(|e| {
-        Error::new(
+        SourceError::new(
             &opts.tmpdir,
             format!("cannot create a temporary file here: {e}"),
         )
@@ -124,8 +125,8 @@ pub fn scan(
     // Always wait for the writer; a read error is reported before its own.
     let written = reader.spool.finish();
     read?;
-    let (spool, digests) =
-        written.map_err(|e| Error::new(&opts.tmpdir, format!("writing the spool file: {e}")))?;
+    let (spool, digests) = written
+        .map_err(|e| SourceError::new(&opts.tmpdir, format!("writing the spool file: {e}")))?;
     for (inode, digest) in digests {
         reader.catalog.set_digest(inode, digest);
     }
@@ -145,7 +146,7 @@ pub fn scan(
 
 struct Reader<'a> {
     input: &'a Path,
-    format: Format,
+    format: Codec,
     opts: &'a ScanOptions,
     guard: &'a Guard,
     catalog: Catalog,
@@ -157,18 +158,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn corrupt(&self, e: impl std::fmt::Display) -> Error {
+    fn corrupt(&self, e: impl std::fmt::Display) -> SourceError {
         if let Some(why) = self.guard.tripped.get() {
-            return Error::new(self.input, why);
+            return SourceError::new(self.input, why);
         }
         let what = match self.format {
-            Format::Tar => "tar archive".to_string(),
+            Codec::Tar => "tar archive".to_string(),
             f => format!("{}-compressed tar archive", f.name()),
         };
-        Error::new(self.input, format!("corrupt or truncated {what}: {e}"))
+        SourceError::new(self.input, format!("corrupt or truncated {what}: {e}"))
     }
 
-    fn read_archive<R: Read>(&mut self, stream: Guarded<'a, R>) -> Result<Guarded<'a, R>, Error> {
+    fn read_archive<R: Read>(
+        &mut self,
+        stream: Guarded<'a, R>,
+    ) -> Result<Guarded<'a, R>, SourceError> {
         let mut archive = tar::Archive::new(stream);
         let mut end_of_last = 0u64;
         let mut count = 0u64;
@@ -198,20 +202,20 @@ impl<'a> Reader<'a> {
             return Err(self.corrupt("archive ends without its end-of-archive marker"));
         }
         if count == 0 {
-            return Err(Error::new(self.input, "the archive has no entries"));
+            return Err(SourceError::new(self.input, "the archive has no entries"));
         }
         Ok(stream)
     }
 
     /// Reads the rest of the stream so that the decompressor checks its
     /// trailer (CRC, size) too.
-    fn drain<R: Read>(&self, mut stream: R) -> Result<(), Error> {
+    fn drain<R: Read>(&self, mut stream: R) -> Result<(), SourceError> {
         io::copy(&mut stream, &mut io::sink()).map_err(|e| self.corrupt(e))?;
         Ok(())
     }
 
     /// Adds one entry; returns whether its content was read (spooled).
-    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool, Error> {
+    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool, SourceError> {
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
             return Ok(false);
@@ -224,12 +228,12 @@ impl<'a> Reader<'a> {
             None => entry.path_bytes().into_owned(),
         };
         let path = path::normalize(&raw_path).map_err(|e| {
-            Error::new(
+            SourceError::new(
                 self.input,
                 format!("entry '{}': {e}", String::from_utf8_lossy(&raw_path)),
             )
         })?;
-        let at = |reason: String| Error::at(self.input, &path, reason);
+        let at = |reason: String| SourceError::at(self.input, &path, reason);
         let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
         let mut meta = meta(entry.header(), &pax).map_err(|e| at(format!("bad header: {e}")))?;
         self.acls(&pax, kind, &path, &mut meta.xattrs).map_err(at)?;
@@ -249,14 +253,14 @@ impl<'a> Reader<'a> {
                 let (size, offset) = self.spool_content(entry, sparse).map_err(|e| match e {
                     SpoolError::Read(e) => self.corrupt(format!("{}: {e}", path::display(&path))),
                     SpoolError::Write(e) => {
-                        Error::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
+                        SourceError::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
                     }
                     SpoolError::Bad(why) => at(why),
                 })?;
                 let inode = self.catalog.add_inode(Inode {
                     meta,
                     size,
-                    content: Content::Spool(offset),
+                    content: Stored::Spool(offset),
                     digest: None,
                 });
                 self.spool.end_file(inode);
@@ -485,11 +489,11 @@ impl<R: Read> Read for Guarded<'_, R> {
 struct Counting<'a, R> {
     inner: R,
     count: u64,
-    progress: Progress<'a>,
+    progress: OnBytes<'a>,
 }
 
 impl<'a, R> Counting<'a, R> {
-    fn new(inner: R, progress: Progress<'a>) -> Self {
+    fn new(inner: R, progress: OnBytes<'a>) -> Self {
         Counting {
             inner,
             count: 0,
