@@ -58,10 +58,10 @@ fn every_input_form_gives_the_same_image() {
         let out = tmp.path().join(format!("{c}.tar"));
         let from_tar = build(&link, &["-o", out.to_str().unwrap()]);
         assert_eq!(
-            from_tar["layers"], from_dir["layers"],
+            image_digests(&from_tar),
+            image_digests(&from_dir),
             "{c} tarball vs directory"
         );
-        assert_eq!(from_tar["manifest"], from_dir["manifest"], "{c}");
     }
 }
 
@@ -107,8 +107,12 @@ fn padded_gzip_and_pzstd_frames_are_read_as_their_tools_read_them() {
     for input in [&pzstd, &padded] {
         let out = tmp.path().join("out.tar");
         let got = build(input, &["-o", out.to_str().unwrap()]);
-        assert_eq!(got["layers"], want["layers"], "{}", input.display());
-        assert_eq!(got["manifest"], want["manifest"], "{}", input.display());
+        assert_eq!(
+            image_digests(&got),
+            image_digests(&want),
+            "{}",
+            input.display()
+        );
     }
 }
 

@@ -67,6 +67,35 @@ pub fn require(tool: &str) -> bool {
     false
 }
 
+/// What a `build --json` summary says of an image: its manifest digest
+/// and each layer's digest and diff_id. Panics unless all are there and
+/// well formed, so comparing two summaries can't pass on two blanks.
+pub fn image_digests(summary: &serde_json::Value) -> (String, Vec<(String, String)>) {
+    let digest = |v: &serde_json::Value, what: &str| -> String {
+        let s = v
+            .as_str()
+            .unwrap_or_else(|| panic!("no {what} in {summary}"));
+        assert!(
+            s.len() == 71 && s.starts_with("sha256:"),
+            "{what} '{s}' is not a digest"
+        );
+        s.to_string()
+    };
+    let layers: Vec<(String, String)> = summary["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layers in {summary}"))
+        .iter()
+        .map(|l| {
+            (
+                digest(&l["digest"], "layer digest"),
+                digest(&l["diff_id"], "diff_id"),
+            )
+        })
+        .collect();
+    assert!(!layers.is_empty(), "no layers in {summary}");
+    (digest(&summary["manifest"], "manifest digest"), layers)
+}
+
 /// Records that the running test did not run its checks (outside CI only):
 /// a `SKIP:` line on stderr, which cargo hides for a passing test, and a
 /// line in `$RUSTIMAGE_SKIPPED` that scripts/test prints at the end.
