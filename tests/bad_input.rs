@@ -620,3 +620,110 @@ fn malformed_acls_are_refused() {
         "SCHILY.acl.default on an entry that can't carry it",
     );
 }
+
+/// An image read back (inspect, push, index) is checked before anything is
+/// trusted: names can't leave it, sizes must be there and true, documents
+/// must match their digests.
+#[test]
+fn images_read_back_are_checked_before_use() {
+    let tmp = tempdir("bad");
+    let sha = |b: &[u8]| format!("sha256:{}", sha256_hex(b));
+    let layout = |name: &str, files: &[(&str, &[u8])]| -> PathBuf {
+        let dir = tmp.path().join(name);
+        for (path, data) in files {
+            let p = dir.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, data).unwrap();
+        }
+        dir
+    };
+    let inspect_fails = |image: &Path, needle: &str| {
+        let out = run_fail(rustimage().arg("inspect").arg(image));
+        check_failure(&out, 1, needle);
+        let out = run_fail(
+            rustimage()
+                .args(["push", "--insecure", "--timeout", "1"])
+                .arg(image)
+                .arg("127.0.0.1:9/x/y:1"),
+        );
+        check_failure(&out, 1, needle);
+    };
+
+    // A Docker manifest.json whose Config leaves the archive.
+    let secret = tmp.path().join("secret.json");
+    fs::write(
+        &secret,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .unwrap();
+    let escape = raw_tar(&[(
+        b"manifest.json",
+        tar::EntryType::Regular,
+        b"",
+        br#"[{"Config":"../secret.json","RepoTags":["x:1"],"Layers":[]}]"#,
+    )]);
+    let archive = write(tmp.path(), "escape.tar", &escape);
+    inspect_fails(&archive, "'../secret.json' is not a name inside the image");
+    let dir = layout(
+        "escape-dir",
+        &[(
+            "manifest.json",
+            br#"[{"Config":"../secret.json","RepoTags":["x:1"],"Layers":[]}]"#,
+        )],
+    );
+    inspect_fails(&dir, "'../secret.json' is not a name inside the image");
+
+    // A blob that is a symlink out of the layout directory.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
+        sha(config),
+        config.len()
+    );
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{}}}]}}"#,
+        sha(manifest.as_bytes()),
+        manifest.len()
+    );
+    let blob = |d: &str| format!("blobs/sha256/{}", &d[7..]);
+    let good = layout(
+        "good",
+        &[
+            ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+            ("index.json", index.as_bytes()),
+            (&blob(&sha(manifest.as_bytes())), manifest.as_bytes()),
+            (&blob(&sha(config)), config),
+        ],
+    );
+    run_ok(rustimage().arg("inspect").arg(&good));
+    let config_path = good.join(blob(&sha(config)));
+    fs::remove_file(&config_path).unwrap();
+    std::os::unix::fs::symlink(&secret, &config_path).unwrap();
+    inspect_fails(&good, "is not a regular file");
+    fs::remove_file(&config_path).unwrap();
+    fs::write(&config_path, config).unwrap();
+
+    // A descriptor without a size, or with a wrong one.
+    let unsized_index = index.replace(&format!(r#","size":{}"#, manifest.len()), "");
+    fs::write(good.join("index.json"), &unsized_index).unwrap();
+    inspect_fails(&good, "missing field `size`");
+    let wrong = index.replace(
+        &format!(r#""size":{}"#, manifest.len()),
+        &format!(r#""size":{}"#, manifest.len() + 1),
+    );
+    fs::write(good.join("index.json"), &wrong).unwrap();
+    inspect_fails(&good, "its descriptor says");
+
+    // A manifest that does not match its digest.
+    fs::write(good.join("index.json"), &index).unwrap();
+    let tampered = manifest
+        .replace("amd64", "arm64")
+        .replace("\"layers\":[]", "\"layers\" :[]");
+    fs::write(
+        good.join(blob(&sha(manifest.as_bytes()))),
+        &tampered[..manifest.len()],
+    )
+    .unwrap();
+    inspect_fails(&good, "does not match its digest");
+}
