@@ -63,7 +63,8 @@ pub struct RegistryArgs {
     /// Blobs larger than this many bytes are uploaded in chunks of it.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub chunk_size: u64,
-    /// Seconds to wait for a registry's answer before retrying.
+    /// Seconds any step may take (connecting, each read or write, an answer)
+    /// before it is retried once, then given up.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
 }
