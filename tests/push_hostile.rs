@@ -386,6 +386,7 @@ fn token_realm_on_plain_http_gets_no_credentials_from_an_https_registry() {
             password: TEST_PASSWORD.into(),
         },
         plain_token_realm: true,
+        ..RegistryOptions::default()
     });
     let ts = reg.token_server().unwrap();
     let ca = reg.ca_cert().unwrap();

@@ -51,6 +51,10 @@ pub struct RegistryArgs {
     /// Extra CA certificate (PEM) to trust besides the system's.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// Certificates for the registry (*.crt CAs, NAME.cert + NAME.key client
+    /// pair), instead of the certs.d directories.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Write the pushed manifest's digest to FILE.
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,

@@ -1,4 +1,5 @@
-//! HTTP to one registry: TLS settings, authentication (Basic, and
+//! HTTP to one registry: where its settings come from (flags, certs.d),
+//! authentication (Basic, and
 //! the Bearer token flow with tokens reused per scope and refreshed on
 //! 401), redirects followed one checked hop at a time, and retries with
 //! backoff for what is worth retrying.
@@ -42,6 +43,8 @@ pub struct Options {
     /// Allow plain HTTP and unverified TLS.
     pub insecure: bool,
     pub ca_cert: Option<PathBuf>,
+    /// A certs.d-style directory to use instead of the certs.d search.
+    pub cert_dir: Option<PathBuf>,
     /// `USER:PASSWORD` from the command line.
     pub creds: Option<String>,
     /// Longest wait for any step: connecting, each write or read, an answer.
@@ -125,11 +128,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// Finds how to talk to the registry (HTTPS, or HTTP when allowed) and
-    /// how it wants us to authenticate, from `GET /v2/`.
+    /// Reads the registry's settings, then finds how to talk to it (HTTPS,
+    /// or HTTP when allowed) and how it wants us to authenticate, from
+    /// `GET /v2/`.
     pub fn connect(target: &Target, opts: &Options) -> Result<Client, Error> {
         let insecure = opts.insecure;
-        let trust = Trust::load(&target.registry, opts.ca_cert.as_deref())?;
+        let trust = Trust::load(
+            &target.registry,
+            opts.ca_cert.as_deref(),
+            opts.cert_dir.as_deref(),
+        )?;
         let transport = Transport::new(trust.config(insecure)?, opts.timeout)?;
         let (credential, source) =
             auth::lookup(target, opts.creds.as_deref()).map_err(Error::new)?;
@@ -153,8 +161,11 @@ impl Client {
                 client.base = format!("http://{}", target.endpoint);
                 match client.ping() {
                     Ok(r) => r,
-                    // HTTPS told nothing if the server does not speak it.
-                    Err((plain, _)) if failure.not_tls => return Err(plain),
+                    // HTTPS told nothing if the server does not speak it,
+                    // nor anything new if it failed the same way.
+                    Err((plain, _)) if failure.not_tls || plain.message() == https.message() => {
+                        return Err(plain);
+                    }
                     Err((plain, _)) => {
                         let host = &target.endpoint;
                         return Err(Error::new(format!(

@@ -6,15 +6,18 @@
 //! OCI ones.
 
 pub mod auth;
+mod certs_d;
 pub mod client;
 mod content;
 mod convert;
 mod origin;
+mod paths;
 pub mod reference;
 mod tcp;
 mod tls;
 mod transport;
 pub mod upload;
+mod x509;
 
 use std::fmt;
 use std::sync::Mutex;

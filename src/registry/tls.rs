@@ -1,48 +1,75 @@
-//! TLS to a registry: the system's roots plus `--ca-cert`, verified by
-//! webpki, or not at all with `--insecure`; and errors that say what to
-//! do. ureq's own rustls connector restarts its write timeout on every
-//! system call and hides the rustls error, so this module has its own
-//! (the same few steps, with our rustls config).
+//! TLS to a registry: the system's roots plus what the user trusts for it
+//! (`--ca-cert`, certs.d `*.crt`), a client certificate from certs.d, and
+//! a verifier that also accepts a trusted certificate that is the server's
+//! own, as docker (Go's crypto/x509) does. That is what Docker's guide for
+//! private registries makes (`openssl req -x509 ...`: self-signed, marked
+//! CA:TRUE), which webpki refuses as `CaUsedAsEndEntity`. Such a
+//! certificate must be exactly one the user gave us, and still pass Go's
+//! checks: the name, the validity period, the extended key usage if it has
+//! one, and the handshake signature by its key. Nothing else is loosened.
+//!
+//! ureq's own rustls connector takes only a root list, so this module has
+//! its own (the same few steps, with our rustls config).
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{WebPkiServerVerifier, verify_server_name};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-    SignatureScheme, StreamOwned,
+    AlertDescription, CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct,
+    RootCertStore, SignatureScheme, StreamOwned,
 };
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Either, LazyBuffers, NextTimeout, Transport, TransportAdapter,
 };
 
-use super::Error;
+use super::certs_d::{self, ClientPair};
+use super::{Error, paths, x509};
 
 /// Everything TLS needs for one registry.
 pub struct Trust {
-    /// The registry as named (`HOST[:PORT]`), for messages.
+    /// The registry as named (`HOST[:PORT]`), for certs.d and messages.
     registry: String,
     system: Vec<CertificateDer<'static>>,
-    /// `--ca-cert`.
+    /// What the user trusts for this registry: `--ca-cert` and certs.d.
     extra: Vec<CertificateDer<'static>>,
+    pub client: Option<ClientPair>,
+    /// The certs.d directory in use, if any.
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl Trust {
-    pub fn load(registry: &str, ca_cert: Option<&Path>) -> Result<Trust, Error> {
+    pub fn load(
+        registry: &str,
+        ca_cert: Option<&Path>,
+        cert_dir: Option<&Path>,
+    ) -> Result<Trust, Error> {
         let mut extra = Vec::new();
         if let Some(path) = ca_cert {
-            extra.extend(read_certs(path).map_err(|e| Error::new(format!("--ca-cert {e}")))?);
+            let certs = certs_d::read_certs(path)
+                .map_err(|e| Error::new(format!("--ca-cert {}", e.message())))?;
+            extra.extend(certs);
         }
+        let dir = certs_d::find(registry, cert_dir)?;
+        let (client, cert_dir) = match dir {
+            Some(d) => {
+                extra.extend(d.roots);
+                (d.client, Some(d.path))
+            }
+            None => (None, None),
+        };
         Ok(Trust {
             registry: registry.to_string(),
             system: rustls_native_certs::load_native_certs().certs,
             extra,
+            client,
+            cert_dir,
         })
     }
 
@@ -53,58 +80,138 @@ impl Trust {
         let mut store = RootCertStore::empty();
         store.add_parsable_certificates(self.system.iter().cloned());
         store.add_parsable_certificates(self.extra.iter().cloned());
-        // The builder refuses an empty store (no system roots, no
-        // --ca-cert): then nothing verifies.
+        // No roots at all (an empty system store) leaves only the pinned
+        // certificates; the builder refuses an empty store.
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
             .build()
             .ok();
         let verifier = Verifier {
             webpki,
+            pinned: self.extra.clone(),
             provider: provider.clone(),
             insecure,
         };
-        let config = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::new(format!("TLS setup: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let config = match &self.client {
+            Some(pair) => builder
+                .with_client_auth_cert(pair.chain.clone(), pair.key.clone_key())
+                .map_err(|e| {
+                    Error::new(format!(
+                        "client certificate {} with {}: {e}",
+                        pair.cert_path.display(),
+                        pair.key_path.display()
+                    ))
+                })?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(Arc::new(config))
+    }
+
+    /// Where a CA certificate for this registry would be read from: the
+    /// certs.d directory in use, else the one docker and podman both read
+    /// (the user's own when not root).
+    pub fn ca_hint(&self) -> String {
+        if let Some(dir) = &self.cert_dir {
+            return dir.join("ca.crt").display().to_string();
+        }
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let dir = if root {
+            None
+        } else {
+            paths::user_config("containers/certs.d")
+        };
+        dir.unwrap_or_else(|| paths::etc("docker/certs.d"))
+            .join(&self.registry)
+            .join("ca.crt")
+            .display()
+            .to_string()
+    }
+
+    fn client_hint(&self) -> String {
+        let dir = match &self.cert_dir {
+            Some(d) => d.clone(),
+            None => certs_d::search_path(&self.registry)
+                .into_iter()
+                .nth(1)
+                .unwrap_or_default(),
+        };
+        dir.display().to_string()
     }
 
     /// One line for a TLS failure, saying what to do; `None` when it is
     /// not about certificates (the caller knows better).
     pub fn explain(&self, err: &rustls::Error) -> Option<String> {
-        let host = &self.registry;
-        let fix_ca = "for a private CA give --ca-cert FILE, or --insecure to skip verification";
+        use rustls::Error as E;
+        let fix_ca = || {
+            format!(
+                "put the CA's certificate (or the registry's own, if self-signed) in {}, \
+                 or give --ca-cert FILE",
+                self.ca_hint()
+            )
+        };
         let msg = match err {
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
-                "{host}: the registry's certificate is signed by an unknown authority; {fix_ca}"
+            E::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+                "the registry's certificate is signed by an unknown authority; {}",
+                fix_ca()
             ),
-            rustls::Error::InvalidCertificate(c) => {
-                format!("{host}: the registry's certificate is refused ({c:?}); {fix_ca}")
+            E::InvalidCertificate(CertificateError::Other(o))
+                if o.to_string().contains("CaUsedAsEndEntity") =>
+            {
+                format!(
+                    "the registry's certificate is a self-signed CA certificate that is \
+                     not trusted; {}",
+                    fix_ca()
+                )
             }
+            E::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => "the registry's certificate is not valid for that name (see its subjectAltName)"
+                .to_string(),
+            E::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            ) => "the registry's certificate has expired".to_string(),
+            E::InvalidCertificate(
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+            ) => "the registry's certificate is not valid yet (check the clock)".to_string(),
+            E::InvalidCertificate(c) => {
+                format!("the registry's certificate is refused: {c:?}")
+            }
+            E::AlertReceived(
+                a @ (AlertDescription::CertificateRequired
+                | AlertDescription::BadCertificate
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::AccessDenied),
+            ) => match &self.client {
+                None => format!(
+                    "the registry asks for a client certificate (TLS alert {a:?}): put it as \
+                     client.cert with its client.key in {}, or give --cert-dir DIR",
+                    self.client_hint()
+                ),
+                Some(pair) => format!(
+                    "the registry refused the client certificate {} (TLS alert {a:?})",
+                    pair.cert_path.display()
+                ),
+            },
             _ => return None,
         };
         Some(msg)
     }
 }
 
-/// Every certificate in a PEM file; none is an error.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
 #[derive(Debug)]
 struct Verifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// The user's certificates: accepted as the server's own too.
+    pinned: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
     insecure: bool,
 }
@@ -121,13 +228,24 @@ impl ServerCertVerifier for Verifier {
         if self.insecure {
             return Ok(ServerCertVerified::assertion());
         }
-        match &self.webpki {
+        let chained = match &self.webpki {
             Some(v) => {
                 v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
             None => Err(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer,
             )),
+        };
+        match chained {
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                verify_pinned(end_entity, server_name, now)
+            }
+            other => other,
         }
     }
 
@@ -164,6 +282,35 @@ impl ServerCertVerifier for Verifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// Go's checks for a leaf that is itself a trusted root: name, validity,
+/// extended key usage (serverAuth or any, if the extension is there).
+fn verify_pinned(
+    cert: &CertificateDer<'_>,
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<ServerCertVerified, rustls::Error> {
+    let invalid = |e| Err(rustls::Error::InvalidCertificate(e));
+    verify_server_name(&ParsedCertificate::try_from(cert)?, name)?;
+    let Ok(facts) = x509::facts(cert.as_ref()) else {
+        return invalid(CertificateError::BadEncoding);
+    };
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if now < facts.not_before {
+        return invalid(CertificateError::NotValidYet);
+    }
+    if now > facts.not_after {
+        return invalid(CertificateError::Expired);
+    }
+    if let Some(usages) = &facts.ext_key_usage
+        && !usages
+            .iter()
+            .any(|u| u == x509::SERVER_AUTH || u == x509::ANY_EKU)
+    {
+        return invalid(CertificateError::InvalidPurpose);
+    }
+    Ok(ServerCertVerified::assertion())
 }
 
 /// Wraps ureq's transports in TLS with our config (in place of ureq's
@@ -264,5 +411,32 @@ fn whole(t: NextTimeout) -> NextTimeout {
         per_read: None,
         per_write: None,
         ..t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::Error::InvalidCertificate;
+
+    #[test]
+    fn pinned_certificates_get_the_checks_go_applies() {
+        // localhost, serverAuth, CA:TRUE, valid 2026-11-30 to 2036-11-27.
+        let cert = CertificateDer::from(x509::tests::der(x509::tests::SELF_SIGNED));
+        let name = ServerName::try_from("localhost").unwrap();
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        assert!(verify_pinned(&cert, &name, at(1_800_000_000)).is_ok());
+        assert!(matches!(
+            verify_pinned(&cert, &name, at(1_700_000_000)),
+            Err(InvalidCertificate(CertificateError::NotValidYet))
+        ));
+        assert!(matches!(
+            verify_pinned(&cert, &name, at(2_200_000_000)),
+            Err(InvalidCertificate(CertificateError::Expired))
+        ));
+        let other = ServerName::try_from("other.example").unwrap();
+        assert!(verify_pinned(&cert, &other, at(1_800_000_000)).is_err());
+        let ip = ServerName::try_from("127.0.0.1").unwrap();
+        assert!(verify_pinned(&cert, &ip, at(1_800_000_000)).is_err());
     }
 }

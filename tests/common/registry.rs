@@ -40,6 +40,7 @@
 //! left out of [`Counts`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -1591,6 +1592,23 @@ pub struct RegistryOptions {
     /// Token auth only: the token server on plain HTTP even when the
     /// registry is HTTPS (by default it speaks what the registry speaks).
     pub plain_token_realm: bool,
+    /// Serve this certificate instead of the test PKI's (implies `tls`).
+    pub server_tls: Option<ServerTls>,
+    /// `http.tls.clientcas`: clients must present a certificate signed by
+    /// one of these CAs (the registry then requires and verifies one).
+    pub client_cas: Vec<PathBuf>,
+    /// The client certificate and key the harness (curl) and
+    /// [`Registry::cert_dir`] (skopeo) present.
+    pub harness_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// A registry's own certificate and key, and the certificate clients must
+/// trust for it (the certificate itself when self-signed, else its CA).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub trust: PathBuf,
 }
 
 /// A distribution registry (`docker-registry serve CONFIG`) on
@@ -1649,7 +1667,8 @@ impl Registry {
 
     /// Starts a registry on a free port and waits (up to 30 s) until it
     /// answers; panics with its log if it does not.
-    pub fn start(opts: RegistryOptions) -> Registry {
+    pub fn start(mut opts: RegistryOptions) -> Registry {
+        opts.tls |= opts.server_tls.is_some();
         let dir = new_dir("reg");
         let token = match &opts.auth {
             RegistryAuth::Token { user, password } => Some(TokenServer::start_with(
@@ -1662,7 +1681,15 @@ impl Registry {
         if opts.tls {
             let certs = dir.join("certs");
             fs::create_dir_all(&certs).unwrap();
-            fs::copy(&pki().ca_cert, certs.join("ca.crt")).unwrap();
+            let trust = match &opts.server_tls {
+                Some(t) => t.trust.clone(),
+                None => pki().ca_cert.clone(),
+            };
+            fs::copy(trust, certs.join("ca.crt")).unwrap();
+            if let Some((cert, key)) = &opts.harness_client {
+                fs::copy(cert, certs.join("client.cert")).unwrap();
+                fs::copy(key, certs.join("client.key")).unwrap();
+            }
         }
         if let RegistryAuth::Htpasswd { user, password } = &opts.auth {
             let out = run_ok(Command::new("htpasswd").args(["-Bbn", user, password]));
@@ -1769,11 +1796,21 @@ http:
         );
         if self.opts.tls {
             let pki = pki();
+            let (cert, key) = match &self.opts.server_tls {
+                Some(t) => (&t.cert, &t.key),
+                None => (&pki.server_cert, &pki.server_key),
+            };
             y.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                q(&pki.server_cert),
-                q(&pki.server_key)
+                q(cert),
+                q(key)
             ));
+            if !self.opts.client_cas.is_empty() {
+                y.push_str("    clientcas:\n");
+                for ca in &self.opts.client_cas {
+                    y.push_str(&format!("      - {}\n", q(ca)));
+                }
+            }
         }
         match (&self.opts.auth, &self.token) {
             (RegistryAuth::Htpasswd { .. }, _) => y.push_str(&format!(
@@ -1817,8 +1854,10 @@ http:
         self.opts.tls.then(|| self.dir.join("certs/ca.crt"))
     }
 
-    /// A directory holding only `ca.crt` (TLS only), for skopeo's
-    /// `--dest-cert-dir`/`--src-cert-dir` and Docker's certs.d layout.
+    /// A directory holding `ca.crt` (TLS only), and `client.cert` with
+    /// `client.key` when the harness has a client certificate, for
+    /// skopeo's `--dest-cert-dir`/`--src-cert-dir` and Docker's certs.d
+    /// layout.
     pub fn cert_dir(&self) -> Option<PathBuf> {
         self.opts.tls.then(|| self.dir.join("certs"))
     }
@@ -2018,6 +2057,14 @@ http:
         ])
         .arg("--cacert")
         .arg(self.ca_cert().unwrap())
+        .args(self.opts.harness_client.iter().flat_map(|(c, k)| {
+            [
+                OsStr::new("--cert"),
+                c.as_os_str(),
+                OsStr::new("--key"),
+                k.as_os_str(),
+            ]
+        }))
         .args(["-A", HARNESS_UA, "-H", "Expect:"]);
         if method == "HEAD" {
             cmd.arg("-I");
