@@ -1,12 +1,14 @@
 //! `rustimage push` to registries as companies run them (issue #12), with
 //! the real distribution registry on 127.0.0.1: the self-signed
 //! certificate of Docker's guide (CA:TRUE), a private CA, certs.d
-//! directories and client certificates (`tls.clientcas`). Each pushed
-//! image is read back with skopeo, digests compared.
+//! directories, client certificates (`tls.clientcas`), registries.conf
+//! `insecure` and `blocked`. Each pushed image is read back with skopeo,
+//! digests compared.
 //!
 //! Nothing here reads or writes the host's configuration: every run gets
 //! an empty `$HOME` and `$RUSTIMAGE_CONFIG_ROOT` (the prefix of `/etc`
-//! paths) of its own.
+//! paths) of its own, and no registries.conf variable from the
+//! environment.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -203,6 +205,7 @@ fn self_signed(cert: &Path, key: &Path) -> ServerTls {
 /// An empty `$HOME` and `/etc` root for rustimage, and helpers to fill them.
 struct Env {
     tmp: tempfile::TempDir,
+    vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -210,7 +213,10 @@ impl Env {
         let tmp = tempdir("tls-env");
         fs::create_dir_all(tmp.path().join("home")).unwrap();
         fs::create_dir_all(tmp.path().join("root/etc")).unwrap();
-        Env { tmp }
+        Env {
+            tmp,
+            vars: Vec::new(),
+        }
     }
 
     fn home(&self) -> PathBuf {
@@ -219,6 +225,10 @@ impl Env {
 
     fn root(&self) -> PathBuf {
         self.tmp.path().join("root")
+    }
+
+    fn set(&mut self, k: &str, v: impl Into<String>) {
+        self.vars.push((k.to_string(), v.into()));
     }
 
     /// Copies `files` (source, name) into `base/HOST/`; returns that dir.
@@ -242,7 +252,12 @@ impl Env {
             .env("RUSTIMAGE_CONFIG_ROOT", self.root())
             .env("DOCKER_CONFIG", self.home().join(".docker"))
             .env("REGISTRY_AUTH_FILE", self.home().join("auth.json"));
-        cmd.env_remove("RUSTIMAGE_CREDS");
+        for k in ["CONTAINERS_REGISTRIES_CONF", "RUSTIMAGE_CREDS"] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
         cmd.output().unwrap()
     }
 
@@ -484,4 +499,78 @@ fn client_certificates_from_certs_d() {
     assert_eq!(r["digest"], img.manifest_digest);
     // skopeo with the same directory layout (ca.crt, client.cert/key).
     copy_back(&reg, "mtls/app:1", &r, &tmp.path().join("back"));
+}
+
+#[test]
+fn registries_conf_insecure_and_blocked() {
+    if !ready() {
+        return;
+    }
+    let c = certs();
+    let tmp = tempdir("tls");
+    let (src, img) = image(tmp.path());
+    let plain = Registry::plain();
+    let host = plain.host();
+    let mut env = Env::new();
+
+    // Plain HTTP needs a say-so: --insecure, or registries.conf.
+    let err = env.push_err(&src, &format!("{host}/conf/app:1"), &[]);
+    assert!(
+        err.contains("plain HTTP") && err.contains("--insecure"),
+        "{err}"
+    );
+    let conf = tmp.path().join("registries.conf");
+    fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"docker.io\"]\n\n\
+             [[registry]]\nlocation = \"{host}\"\ninsecure = true\n\n\
+             [[registry.mirror]]\nlocation = \"mirror.example\"\n\n\
+             [aliases]\n\"app\" = \"{host}/conf/app\"\n"
+        ),
+    )
+    .unwrap();
+    env.set("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap());
+    let r = env.push_ok(&src, &format!("{host}/conf/app:1"), &[]);
+    assert_eq!(r["digest"], img.manifest_digest);
+    copy_back(&plain, "conf/app:1", &r, &tmp.path().join("back1"));
+
+    // A drop-in blocks one namespace (longest prefix wins); --insecure
+    // does not lift a block.
+    let d = env.root().join("etc/containers/registries.conf.d");
+    fs::create_dir_all(&d).unwrap();
+    let drop_in = d.join("50-block.conf");
+    fs::write(
+        &drop_in,
+        format!("[[registry]]\nprefix = \"{host}/secret\"\nlocation = \"{host}/secret\"\nblocked = true\ninsecure = true\n"),
+    )
+    .unwrap();
+    let err = env.push_err(&src, &format!("{host}/secret/app:1"), &["--insecure"]);
+    assert!(
+        err.contains("blocked") && err.contains(drop_in.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(plain.manifest("secret/app", "1").is_none());
+    env.push_ok(&src, &format!("{host}/conf/other:1"), &[]);
+
+    // insecure = true also means TLS without verification.
+    let tls = Registry::start(RegistryOptions {
+        server_tls: Some(self_signed(&c.guide_cert, &c.guide_key)),
+        ..RegistryOptions::default()
+    });
+    let tls_host = tls.host();
+    let err = env.push_err(&src, &format!("{tls_host}/conf/app:1"), &[]);
+    assert!(err.contains("self-signed"), "{err}");
+    fs::write(
+        d.join("60-tls.conf"),
+        format!("[[registry]]\nlocation = \"{tls_host}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let r = env.push_ok(&src, &format!("{tls_host}/conf/app:1"), &[]);
+    copy_back(&tls, "conf/app:1", &r, &tmp.path().join("back2"));
+
+    // A broken file is an error naming it, not silently ignored.
+    fs::write(d.join("70-broken.conf"), "[[registry]\n").unwrap();
+    let err = env.push_err(&src, &format!("{host}/conf/app:2"), &[]);
+    assert!(err.contains("70-broken.conf"), "{err}");
 }

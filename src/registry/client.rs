@@ -1,11 +1,11 @@
-//! HTTP to one registry: where its settings come from (flags, certs.d),
-//! authentication (Basic, and
+//! HTTP to one registry: where its settings come from (flags,
+//! registries.conf, certs.d), authentication (Basic, and
 //! the Bearer token flow with tokens reused per scope and refreshed on
 //! 401), redirects followed one checked hop at a time, and retries with
 //! backoff for what is worth retrying.
 //!
 //! Plain HTTP is used only when the user allowed it for this registry
-//! (`--insecure`): no Location,
+//! (`--insecure`, or `insecure = true` in registries.conf): no Location,
 //! redirect or token realm leads from HTTPS to HTTP otherwise. Credentials
 //! go only to the registry's own origin (scheme, host and port) and to its
 //! token realm.
@@ -24,6 +24,7 @@ use super::Error;
 use super::auth::{self, Challenge, Credential, Source};
 use super::origin::{self, Origin};
 use super::reference::Target;
+use super::registries_conf;
 use super::tls::Trust;
 use super::transport::{self, Transport};
 
@@ -132,7 +133,17 @@ impl Client {
     /// or HTTP when allowed) and how it wants us to authenticate, from
     /// `GET /v2/`.
     pub fn connect(target: &Target, opts: &Options) -> Result<Client, Error> {
-        let insecure = opts.insecure;
+        let name = format!("{}/{}", target.registry, target.repository);
+        let policy = registries_conf::lookup(&name)?;
+        if let Some(p) = policy.as_ref().filter(|p| p.blocked) {
+            return Err(Error::new(format!(
+                "{} is blocked in {} ([[registry]] prefix \"{}\"): not pushing there",
+                target.registry,
+                p.file.display(),
+                p.prefix
+            )));
+        }
+        let insecure = opts.insecure || policy.as_ref().is_some_and(|p| p.insecure);
         let trust = Trust::load(
             &target.registry,
             opts.ca_cert.as_deref(),
@@ -536,7 +547,8 @@ impl Client {
             .map(|o| o.to_string())
             .unwrap_or_else(|| self.target.endpoint.clone());
         let advice = if f.not_tls && !self.insecure {
-            "; give --insecure to push to a plain-HTTP registry"
+            "; give --insecure to push to a plain-HTTP registry (or set insecure = true for it \
+             in registries.conf)"
         } else {
             ""
         };

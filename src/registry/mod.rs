@@ -13,6 +13,7 @@ mod convert;
 mod origin;
 mod paths;
 pub mod reference;
+mod registries_conf;
 mod tcp;
 mod tls;
 mod transport;
