@@ -2,12 +2,12 @@
 //! the real distribution registry on 127.0.0.1: the self-signed
 //! certificate of Docker's guide (CA:TRUE), a private CA, certs.d
 //! directories, client certificates (`tls.clientcas`), registries.conf
-//! `insecure` and `blocked`. Each pushed image is read back with skopeo,
-//! digests compared.
+//! `insecure` and `blocked`, and a CONNECT proxy. Each pushed image is
+//! read back with skopeo, digests compared.
 //!
 //! Nothing here reads or writes the host's configuration: every run gets
 //! an empty `$HOME` and `$RUSTIMAGE_CONFIG_ROOT` (the prefix of `/etc`
-//! paths) of its own, and no registries.conf variable from the
+//! paths) of its own, and no proxy or registries.conf variable from the
 //! environment.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,9 +15,12 @@
 mod common;
 
 use std::fs;
+use std::io::{self, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
 
 use common::registry::*;
 use common::*;
@@ -27,7 +30,10 @@ fn ready() -> bool {
     require_registry() && require_all(&["openssl", "skopeo"])
 }
 
-/// The name only the test proxy knows (it maps it to 127.0.0.1).
+/// The name only the test proxy knows (it maps it to 127.0.0.1). Through
+/// a proxy neither rustimage nor skopeo resolves it; it is in the reserved
+/// `.test` domain (RFC 6761), so should that ever break, a lookup fails
+/// instead of finding someone's host.
 const PROXIED_HOST: &str = "registry.test";
 
 // ---------------------------------------------------------------------------
@@ -252,7 +258,16 @@ impl Env {
             .env("RUSTIMAGE_CONFIG_ROOT", self.root())
             .env("DOCKER_CONFIG", self.home().join(".docker"))
             .env("REGISTRY_AUTH_FILE", self.home().join("auth.json"));
-        for k in ["CONTAINERS_REGISTRIES_CONF", "RUSTIMAGE_CREDS"] {
+        for k in [
+            "CONTAINERS_REGISTRIES_CONF",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "RUSTIMAGE_CREDS",
+        ] {
             cmd.env_remove(k);
         }
         for (k, v) in &self.vars {
@@ -499,6 +514,203 @@ fn client_certificates_from_certs_d() {
     assert_eq!(r["digest"], img.manifest_digest);
     // skopeo with the same directory layout (ca.crt, client.cert/key).
     copy_back(&reg, "mtls/app:1", &r, &tmp.path().join("back"));
+}
+
+/// A forward proxy that speaks only CONNECT, maps [`PROXIED_HOST`] to
+/// 127.0.0.1 (and connects nowhere else), requires its own Basic
+/// credentials, and logs every request head it gets.
+struct ConnectProxy {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+const PROXY_USER: &str = "proxyuser";
+const PROXY_PASSWORD: &str = "proxy-pw-9x";
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (log2, conns2) = (log.clone(), conns.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                if let Ok(c) = conn.try_clone() {
+                    conns2.lock().unwrap().push(c);
+                }
+                let (log, conns) = (log2.clone(), conns2.clone());
+                thread::spawn(move || {
+                    let _ = tunnel(conn, &log, &conns);
+                });
+            }
+        });
+        ConnectProxy { addr, log, conns }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{PROXY_USER}:{PROXY_PASSWORD}@{}", self.addr)
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn tunnel(
+    client: TcpStream,
+    log: &Mutex<Vec<String>>,
+    conns: &Mutex<Vec<TcpStream>>,
+) -> io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut writer = client;
+    let Some(head) = read_head(&mut reader)? else {
+        return Ok(());
+    };
+    {
+        let mut log = log.lock().unwrap();
+        log.push(head.start.clone());
+        for (k, v) in &head.headers {
+            log.push(format!("  {k}: {v}"));
+        }
+    }
+    let mut parts = head.start.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let expected = format!(
+        "Basic {}",
+        base64_encode(format!("{PROXY_USER}:{PROXY_PASSWORD}").as_bytes())
+    );
+    if head.header("proxy-authorization") != Some(expected.as_str()) {
+        return write_response(
+            &mut writer,
+            407,
+            &[("Proxy-Authenticate", "Basic realm=\"proxy\"".into())],
+            b"",
+            true,
+        );
+    }
+    let port = match (method, target.rsplit_once(':')) {
+        ("CONNECT", Some((host, port))) if host == PROXIED_HOST => port,
+        _ => return write_response(&mut writer, 403, &[], b"", true),
+    };
+    let upstream = TcpStream::connect(format!("127.0.0.1:{port}"))?;
+    conns.lock().unwrap().push(upstream.try_clone()?);
+    writer.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    let mut up_write = upstream.try_clone()?;
+    let pending = reader.buffer().to_vec();
+    up_write.write_all(&pending)?;
+    let mut client_read = reader.into_inner();
+    let forward = thread::spawn(move || {
+        let _ = io::copy(&mut client_read, &mut up_write);
+        let _ = up_write.shutdown(Shutdown::Write);
+    });
+    let mut up_read = upstream;
+    let _ = io::copy(&mut up_read, &mut writer);
+    let _ = writer.shutdown(Shutdown::Write);
+    let _ = forward.join();
+    Ok(())
+}
+
+#[test]
+fn push_goes_through_a_connect_proxy_without_registry_credentials() {
+    if !ready() {
+        return;
+    }
+    let c = certs();
+    let tmp = tempdir("tls");
+    let (src, img) = image(tmp.path());
+    let reg = Registry::start(RegistryOptions {
+        server_tls: Some(self_signed(&c.guide_cert, &c.guide_key)),
+        auth: RegistryAuth::Htpasswd {
+            user: TEST_USER.into(),
+            password: TEST_PASSWORD.into(),
+        },
+        ..RegistryOptions::default()
+    });
+    let proxy = ConnectProxy::start();
+    let mut env = Env::new();
+    env.set("HTTPS_PROXY", proxy.url());
+    let creds = format!("{TEST_USER}:{TEST_PASSWORD}");
+    let guide = c.guide_cert.to_str().unwrap();
+    // A name only the proxy can resolve: the push cannot have gone around it.
+    let reference = format!("{PROXIED_HOST}:{}/via/proxy:1", reg.port());
+    let mark = reg.mark();
+    let r = env.push_ok(&src, &reference, &["--creds", &creds, "--ca-cert", guide]);
+    assert_eq!(r["digest"], img.manifest_digest);
+    assert_eq!(reg.counts_since(mark).manifest_puts, 1);
+
+    let log = proxy.log();
+    let text = log.join("\n");
+    fs::write(tmp.path().join("proxy.log"), &text).unwrap();
+    eprintln!("proxy log:\n{text}");
+    let connects: Vec<&String> = log.iter().filter(|l| l.starts_with("CONNECT ")).collect();
+    assert!(!connects.is_empty());
+    assert!(
+        connects
+            .iter()
+            .all(|l| l.starts_with(&format!("CONNECT {PROXIED_HOST}:{} ", reg.port()))),
+        "{text}"
+    );
+    assert!(
+        log.iter().all(|l| !l.starts_with("  Authorization")),
+        "{text}"
+    );
+    assert!(!text.contains(TEST_PASSWORD), "{text}");
+    let basic = base64_encode(creds.as_bytes());
+    assert!(!text.contains(&basic), "{text}");
+
+    // Loopback addresses never go through a proxy (as with docker).
+    let before = proxy.log().len();
+    let r = env.push_ok(
+        &src,
+        &format!("{}/direct/app:1", reg.host()),
+        &["--creds", &creds, "--ca-cert", guide],
+    );
+    assert_eq!(r["digest"], img.manifest_digest);
+    assert_eq!(proxy.log().len(), before);
+
+    // A plain-HTTP registry goes through HTTP_PROXY, in a tunnel too.
+    let plain = Registry::plain();
+    env.set("HTTP_PROXY", proxy.url());
+    let r = env.push_ok(
+        &src,
+        &format!("{PROXIED_HOST}:{}/plain/app:1", plain.port()),
+        &["--insecure"],
+    );
+    let tunnels = format!("CONNECT {PROXIED_HOST}:{} ", plain.port());
+    assert!(proxy.log().iter().any(|l| l.starts_with(&tunnels)));
+    assert!(
+        proxy
+            .log()
+            .iter()
+            .all(|l| l.starts_with("CONNECT ") || l.starts_with("  "))
+    );
+    copy_back(&plain, "plain/app:1", &r, &tmp.path().join("back-plain"));
+
+    // skopeo reads the image back through the same proxy.
+    let mut cmd = skopeo();
+    cmd.args(["copy", "--quiet"])
+        .arg(format!(
+            "--src-cert-dir={}",
+            reg.cert_dir().unwrap().display()
+        ))
+        .arg(format!("--src-creds={creds}"))
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:x", tmp.path().join("back").display()))
+        .env("HTTPS_PROXY", proxy.url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    run_ok(&mut cmd);
+    assert_eq!(oci_digest(&tmp.path().join("back")), img.manifest_digest);
 }
 
 #[test]

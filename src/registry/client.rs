@@ -1,5 +1,5 @@
 //! HTTP to one registry: where its settings come from (flags,
-//! registries.conf, certs.d), authentication (Basic, and
+//! registries.conf, certs.d, proxy variables), authentication (Basic, and
 //! the Bearer token flow with tokens reused per scope and refreshed on
 //! 401), redirects followed one checked hop at a time, and retries with
 //! backoff for what is worth retrying.
@@ -23,6 +23,7 @@ use ureq::http;
 use super::Error;
 use super::auth::{self, Challenge, Credential, Source};
 use super::origin::{self, Origin};
+use super::proxy::Proxies;
 use super::reference::Target;
 use super::registries_conf;
 use super::tls::Trust;
@@ -149,7 +150,8 @@ impl Client {
             opts.ca_cert.as_deref(),
             opts.cert_dir.as_deref(),
         )?;
-        let transport = Transport::new(trust.config(insecure)?, opts.timeout)?;
+        let transport =
+            Transport::new(trust.config(insecure)?, Proxies::from_env()?, opts.timeout)?;
         let (credential, source) =
             auth::lookup(target, opts.creds.as_deref()).map_err(Error::new)?;
         let mut client = Client {
@@ -546,13 +548,18 @@ impl Client {
             .filter(|o| Some(o) != self.origin().as_ref())
             .map(|o| o.to_string())
             .unwrap_or_else(|| self.target.endpoint.clone());
+        let via = self
+            .transport
+            .proxy_for(url)
+            .map(|p| format!(" (through proxy {p})"))
+            .unwrap_or_default();
         let advice = if f.not_tls && !self.insecure {
             "; give --insecure to push to a plain-HTTP registry (or set insecure = true for it \
              in registries.conf)"
         } else {
             ""
         };
-        let msg = format!("{host}: {}{advice}", f.text);
+        let msg = format!("{host}{via}: {}{advice}", f.text);
         if f.timeout {
             Error::timeout(msg)
         } else {

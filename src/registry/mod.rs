@@ -12,6 +12,7 @@ mod content;
 mod convert;
 mod origin;
 mod paths;
+mod proxy;
 pub mod reference;
 mod registries_conf;
 mod tcp;
