@@ -51,6 +51,10 @@ pub struct RegistryArgs {
     /// Extra CA certificate (PEM) to trust besides the system's.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// Certificates for the registry (*.crt CAs, NAME.cert + NAME.key client
+    /// pair), instead of the certs.d directories.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Write the pushed manifest's digest to FILE.
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -63,7 +67,8 @@ pub struct RegistryArgs {
     /// Blobs larger than this many bytes are uploaded in chunks of it.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub chunk_size: u64,
-    /// Seconds to wait for a registry's answer before retrying.
+    /// Seconds any step may take (connecting, each read or write, an answer)
+    /// before it is retried once, then given up.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
 }

@@ -31,6 +31,7 @@ pub fn send(
         client: client::Options {
             insecure: args.insecure,
             ca_cert: args.ca_cert.clone(),
+            cert_dir: args.cert_dir.clone(),
             creds: args.creds.clone(),
             timeout: Duration::from_secs(args.timeout.max(1)),
             backoff: Duration::from_millis(250),

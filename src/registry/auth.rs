@@ -83,10 +83,28 @@ pub fn lookup(target: &Target, flag: Option<&str>) -> Result<(Option<Credential>
                 | CredentialRetrievalError::ConfigNotFound
                 | CredentialRetrievalError::ConfigReadError,
             ) => continue,
+            // Helpers say "none for this registry" by failing with this
+            // text (docker-credential-helpers' ErrCredentialsNotFound);
+            // docker then goes on anonymously, and so do we.
+            Err(CredentialRetrievalError::HelperFailure { stdout, .. })
+                if stdout.contains("credentials not found") =>
+            {
+                continue;
+            }
             // Helper output may hold secrets: name the helper, not its output.
             Err(CredentialRetrievalError::HelperFailure { helper, .. }) => {
                 return Err(format!(
-                    "credential helper docker-credential-{helper} failed for {}",
+                    "credential helper {} failed for {} (run `{} get` to see why)",
+                    helper_program(&helper),
+                    target.registry,
+                    helper_program(&helper)
+                ));
+            }
+            Err(CredentialRetrievalError::HelperCommunicationError) => {
+                return Err(format!(
+                    "the credential helper named in {} for {} could not be run (is its \
+                     docker-credential-* program on PATH?)",
+                    describe(&source),
                     target.registry
                 ));
             }
@@ -100,6 +118,16 @@ pub fn lookup(target: &Target, flag: Option<&str>) -> Result<(Option<Credential>
         }
     }
     Ok((None, Source::None))
+}
+
+/// The helper's program name: docker_credential reports it already
+/// prefixed (`docker-credential-pass`), older versions did not.
+fn helper_program(helper: &str) -> String {
+    if helper.starts_with("docker-credential-") {
+        helper.to_string()
+    } else {
+        format!("docker-credential-{helper}")
+    }
 }
 
 fn convert(c: DockerCredential) -> Credential {
@@ -201,6 +229,15 @@ mod tests {
         for s in ["=", "\"", "a=\"", ",,,", "Bearer realm", "x y=z=w"] {
             let _ = parse_challenges(s);
         }
+    }
+
+    #[test]
+    fn helpers_are_named_once() {
+        assert_eq!(
+            helper_program("docker-credential-pass"),
+            "docker-credential-pass"
+        );
+        assert_eq!(helper_program("pass"), "docker-credential-pass");
     }
 
     #[test]

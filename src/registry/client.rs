@@ -1,31 +1,55 @@
-//! HTTP to one registry: TLS settings, authentication (Basic, and the
-//! Bearer token flow with tokens reused per scope and refreshed on 401),
-//! and retries with backoff for what is worth retrying.
+//! HTTP to one registry: where its settings come from (flags,
+//! registries.conf, certs.d, proxy variables), authentication (Basic, and
+//! the Bearer token flow with tokens reused per scope and refreshed on
+//! 401), redirects followed one checked hop at a time, and retries with
+//! backoff for what is worth retrying.
+//!
+//! Plain HTTP is used only when the user allowed it for this registry
+//! (`--insecure`, or `insecure = true` in registries.conf): no Location,
+//! redirect or token realm leads from HTTPS to HTTP otherwise. Credentials
+//! go only to the registry's own origin (scheme, host and port) and to its
+//! token realm.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use ureq::http;
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use super::Error;
 use super::auth::{self, Challenge, Credential, Source};
+use super::origin::{self, Origin};
+use super::proxy::Proxies;
 use super::reference::Target;
+use super::registries_conf;
+use super::tls::Trust;
+use super::transport::{self, Transport};
 
 /// How many times a request is retried after a transient failure.
 pub const RETRIES: u32 = 5;
+
+/// How many times a request that hit `--timeout` is tried again: a peer
+/// that stalled twice is taken as dead, so a push ends in a small multiple
+/// of the timeout.
+pub const TIMEOUT_RETRIES: u32 = 1;
+
+/// Redirect hops followed for one request.
+const MAX_REDIRECTS: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Allow plain HTTP and unverified TLS.
     pub insecure: bool,
-    pub ca_cert: Option<std::path::PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    /// A certs.d-style directory to use instead of the certs.d search.
+    pub cert_dir: Option<PathBuf>,
     /// `USER:PASSWORD` from the command line.
     pub creds: Option<String>,
-    /// Longest wait for a response once a request is sent.
+    /// Longest wait for any step: connecting, each write or read, an answer.
     pub timeout: Duration,
     /// First backoff delay; doubled on each retry.
     pub backoff: Duration,
@@ -89,7 +113,8 @@ enum Scheme {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
+    transport: Transport,
+    trust: Trust,
     pub base: String,
     pub target: Target,
     credential: Option<Credential>,
@@ -98,57 +123,40 @@ pub struct Client {
     /// Bearer tokens by scope string.
     tokens: Mutex<HashMap<String, Arc<String>>>,
     backoff: Duration,
-}
-
-fn agent(opts: &Options) -> Result<ureq::Agent, Error> {
-    let mut roots: Vec<Certificate<'static>> = Vec::new();
-    let native = rustls_native_certs::load_native_certs();
-    roots.extend(
-        native
-            .certs
-            .into_iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned()),
-    );
-    if let Some(path) = &opts.ca_cert {
-        let pem =
-            std::fs::read(path).map_err(|e| Error(format!("--ca-cert {}: {e}", path.display())))?;
-        let mut found = 0;
-        for item in ureq::tls::parse_pem(&pem) {
-            if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
-                roots.push(c);
-                found += 1;
-            }
-        }
-        if found == 0 {
-            return Err(Error(format!(
-                "--ca-cert {}: no PEM certificate in it",
-                path.display()
-            )));
-        }
-    }
-    let tls = TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(roots)))
-        .disable_verification(opts.insecure)
-        .build();
-    Ok(ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(opts.timeout))
-        .timeout_recv_body(Some(opts.timeout))
-        .user_agent(concat!("rustimage/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent())
+    /// Plain HTTP and unverified TLS allowed for this registry.
+    insecure: bool,
+    /// Set by [`Client::abort`]: no more attempts.
+    aborted: AtomicBool,
 }
 
 impl Client {
-    /// Finds how to talk to the registry (HTTPS, or HTTP when allowed) and
-    /// how it wants us to authenticate, from `GET /v2/`.
+    /// Reads the registry's settings, then finds how to talk to it (HTTPS,
+    /// or HTTP when allowed) and how it wants us to authenticate, from
+    /// `GET /v2/`.
     pub fn connect(target: &Target, opts: &Options) -> Result<Client, Error> {
-        let (credential, source) = auth::lookup(target, opts.creds.as_deref()).map_err(Error)?;
-        let agent = agent(opts)?;
+        let name = format!("{}/{}", target.registry, target.repository);
+        let policy = registries_conf::lookup(&name)?;
+        if let Some(p) = policy.as_ref().filter(|p| p.blocked) {
+            return Err(Error::new(format!(
+                "{} is blocked in {} ([[registry]] prefix \"{}\"): not pushing there",
+                target.registry,
+                p.file.display(),
+                p.prefix
+            )));
+        }
+        let insecure = opts.insecure || policy.as_ref().is_some_and(|p| p.insecure);
+        let trust = Trust::load(
+            &target.registry,
+            opts.ca_cert.as_deref(),
+            opts.cert_dir.as_deref(),
+        )?;
+        let transport =
+            Transport::new(trust.config(insecure)?, Proxies::from_env()?, opts.timeout)?;
+        let (credential, source) =
+            auth::lookup(target, opts.creds.as_deref()).map_err(Error::new)?;
         let mut client = Client {
-            agent,
+            transport,
+            trust,
             base: format!("https://{}", target.endpoint),
             target: target.clone(),
             credential,
@@ -156,27 +164,44 @@ impl Client {
             scheme: Mutex::new(Scheme::Anonymous),
             tokens: Mutex::new(HashMap::new()),
             backoff: opts.backoff,
+            insecure,
+            aborted: AtomicBool::new(false),
         };
         let ping = match client.ping() {
             Ok(r) => r,
-            Err(e) if opts.insecure => {
+            Err((https, failure)) if insecure => {
                 // An insecure registry may speak plain HTTP only.
                 client.base = format!("http://{}", target.endpoint);
-                client.ping().map_err(|_| e)?
+                match client.ping() {
+                    Ok(r) => r,
+                    // HTTPS told nothing if the server does not speak it,
+                    // nor anything new if it failed the same way.
+                    Err((plain, _)) if failure.not_tls || plain.message() == https.message() => {
+                        return Err(plain);
+                    }
+                    Err((plain, _)) => {
+                        let host = &target.endpoint;
+                        return Err(Error::new(format!(
+                            "{host}: over HTTPS: {}; over plain HTTP: {}",
+                            strip_host(https.message(), host),
+                            strip_host(plain.message(), host)
+                        )));
+                    }
+                }
             }
-            Err(e) => return Err(e),
+            Err((e, _)) => return Err(e),
         };
         match ping.status {
             200..=299 => {}
             401 => client.learn(&ping)?,
             404 => {
-                return Err(Error(format!(
+                return Err(Error::new(format!(
                     "{} does not serve the registry API (GET /v2/ gave 404)",
                     client.base
                 )));
             }
             s => {
-                return Err(Error(format!(
+                return Err(Error::new(format!(
                     "{}: GET /v2/ answered {s}; is this an OCI registry?",
                     client.base
                 )));
@@ -185,10 +210,24 @@ impl Client {
         Ok(client)
     }
 
-    fn ping(&self) -> Result<Response, Error> {
+    fn ping(&self) -> Result<Response, (Error, transport::Failure)> {
         let url = format!("{}/v2/", self.base);
         self.send_once("GET", &url, &[], &Body::Empty, None)
-            .map_err(|e| self.transport_error(&e))
+            .map_err(|e| {
+                let failure = transport::describe(&e, &self.trust, self.transport.timeout);
+                (self.transport_error(&e, &url), failure)
+            })
+    }
+
+    /// Ends the requests in flight (they fail at once) and any retries:
+    /// another part of the push has failed.
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+        self.transport.shutdown();
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
     }
 
     /// Takes the scheme from a 401's `WWW-Authenticate`.
@@ -198,7 +237,7 @@ impl Client {
             .map(auth::parse_challenges)
             .unwrap_or_default();
         let scheme = pick(&challenges).ok_or_else(|| {
-            Error(format!(
+            Error::new(format!(
                 "{} asks for authentication without a usable WWW-Authenticate challenge",
                 self.target.registry
             ))
@@ -209,8 +248,30 @@ impl Client {
         Ok(())
     }
 
-    /// Sends a request, authenticating and retrying as needed. `scope` is
-    /// the Bearer scope the request needs (`repository:x:pull,push`).
+    /// The registry's own origin: the only one credentials go to.
+    fn origin(&self) -> Option<Origin> {
+        Origin::of(&self.base)
+    }
+
+    /// Refuses a URL the registry sent us to that leaves HTTPS, unless
+    /// plain HTTP is allowed for this registry.
+    fn check_url(&self, url: &str, what: &str) -> Result<(), Error> {
+        let registry = &self.target.registry;
+        let origin = Origin::of(url)
+            .ok_or_else(|| Error::new(format!("{registry} sent an unusable URL: {url}")))?;
+        if origin.is_plain() && !self.insecure {
+            return Err(Error::new(format!(
+                "{registry}: refused to {what} {url}: plain HTTP from an HTTPS registry would \
+                 carry the upload and credentials in clear; give --insecure to allow plain \
+                 HTTP for {registry}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a request, following redirects, authenticating and retrying
+    /// as needed. `scope` is the Bearer scope the request needs
+    /// (`repository:x:pull,push`).
     pub fn request(
         &self,
         method: &str,
@@ -220,19 +281,49 @@ impl Client {
         scope: &str,
         retry: Retry,
     ) -> Result<Response, Error> {
-        let url = self.absolute(url);
-        // Credentials go to the registry itself only, never to another host
-        // a Location header may name.
-        let ours = host_of(&url) == host_of(&self.base);
+        let mut url = self.absolute(url);
+        self.check_url(&url, "send to")?;
+        for _ in 0..MAX_REDIRECTS {
+            let r = self.request_at(method, &url, headers, body, scope, retry)?;
+            let follow = matches!(r.status, 307 | 308)
+                || (matches!(r.status, 301..=303) && matches!(method, "GET" | "HEAD"));
+            match r.header("location") {
+                Some(loc) if follow => {
+                    url = origin::resolve(&url, loc);
+                    self.check_url(&url, "follow a redirect to")?;
+                }
+                _ => return Ok(r),
+            }
+        }
+        Err(Error::new(format!(
+            "{}: more than {MAX_REDIRECTS} redirects for {method} {url}",
+            self.target.registry
+        )))
+    }
+
+    /// One URL: auth and retries, no redirects.
+    fn request_at(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+        scope: &str,
+        retry: Retry,
+    ) -> Result<Response, Error> {
+        // Credentials go to the registry's own origin only, never to
+        // another host, port or scheme a Location names.
+        let ours = Origin::of(url).is_some() && Origin::of(url) == self.origin();
         let mut refreshed = false;
         let mut attempt = 0u32;
+        let mut timeouts = 0u32;
         loop {
             let authz = if ours {
                 self.authorization(scope, false)?
             } else {
                 None
             };
-            let result = self.send_once(method, &url, headers, body, authz.as_deref());
+            let result = self.send_once(method, url, headers, body, authz.as_deref());
             let wait = match &result {
                 Ok(r) if r.status == 401 && !refreshed && ours => {
                     // Expired or too narrow a token, or a scheme we haven't
@@ -244,16 +335,24 @@ impl Client {
                 }
                 Ok(r) if matches!(r.status, 408 | 429 | 500..=599) => retry_after(r),
                 Ok(_) => None,
+                Err(ureq::Error::Timeout(_)) => {
+                    timeouts += 1;
+                    (timeouts <= TIMEOUT_RETRIES).then_some(None)
+                }
                 Err(e) if transient(e) => Some(None),
                 Err(_) => None,
             };
             match wait {
-                Some(after) if retry == Retry::Transient && attempt < RETRIES => {
+                Some(after)
+                    if retry == Retry::Transient && attempt < RETRIES && !self.is_aborted() =>
+                {
                     let delay = after.unwrap_or(self.backoff * 2u32.pow(attempt));
-                    std::thread::sleep(delay.min(Duration::from_secs(60)));
+                    // A server's Retry-After is bounded by --timeout too.
+                    let limit = self.transport.timeout.min(Duration::from_secs(60));
+                    std::thread::sleep(delay.min(limit));
                     attempt += 1;
                 }
-                _ => return result.map_err(|e| self.transport_error(&e)),
+                _ => return result.map_err(|e| self.transport_error(&e, url)),
             }
         }
     }
@@ -267,6 +366,7 @@ impl Client {
         body: &Body<'_>,
         authz: Option<&str>,
     ) -> Result<Response, ureq::Error> {
+        let agent = self.transport.agent_for(url);
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -277,17 +377,17 @@ impl Client {
         let resp = match body {
             Body::Empty => {
                 let req = req.header("Content-Length", "0");
-                self.agent.run(req.body(())?)?
+                agent.run(req.body(())?)?
             }
             Body::Bytes(b) => {
                 let req = req.header("Content-Length", b.len().to_string());
-                self.agent.run(req.body(*b)?)?
+                agent.run(req.body(*b)?)?
             }
             Body::Stream { open, len } => {
                 let mut reader = open().map_err(ureq::Error::Io)?;
                 let req = req.header("Content-Length", len.to_string());
                 let body = ureq::SendBody::from_reader(&mut reader);
-                self.agent.run(req.body(body)?)?
+                agent.run(req.body(body)?)?
             }
         };
         let status = resp.status().as_u16();
@@ -314,7 +414,7 @@ impl Client {
             let s = self
                 .scheme
                 .lock()
-                .map_err(|_| Error("internal error: auth state poisoned".into()))?;
+                .map_err(|_| Error::new("internal error: auth state poisoned"))?;
             match &*s {
                 Scheme::Anonymous => return Ok(None),
                 Scheme::Basic => {
@@ -348,6 +448,19 @@ impl Client {
         service: Option<&str>,
         scope: &str,
     ) -> Result<String, Error> {
+        let registry = &self.target.registry;
+        let origin = Origin::of(realm).ok_or_else(|| {
+            Error::new(format!(
+                "{registry} names an unusable token service: {realm}"
+            ))
+        })?;
+        if origin.is_plain() && !self.insecure {
+            return Err(Error::new(format!(
+                "{registry}: refused its token service {realm}: plain HTTP from an HTTPS \
+                 registry would carry the credentials in clear; give --insecure to allow \
+                 plain HTTP for {registry}"
+            )));
+        }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(s) = service {
             query.push(("service", s));
@@ -385,25 +498,24 @@ impl Client {
                 self.send_once("GET", &url, &[], &Body::Empty, basic.as_deref())
             }
         }
-        .map_err(|e| self.transport_error(&e))?;
+        .map_err(|e| self.transport_error(&e, realm))?;
+        let host = origin.to_string();
         match r.status {
             200 => {}
             401 | 403 => return Err(self.denied(r.status)),
             s => {
-                return Err(Error(format!(
-                    "token server {} answered {s} for {}",
-                    host_of(realm),
-                    self.target.registry
+                return Err(Error::new(format!(
+                    "token server {host} answered {s} for {registry}"
                 )));
             }
         }
         let v: serde_json::Value = serde_json::from_slice(&r.body)
-            .map_err(|_| Error(format!("token server {} sent no JSON", host_of(realm))))?;
+            .map_err(|_| Error::new(format!("token server {host} sent no JSON")))?;
         v["token"]
             .as_str()
             .or_else(|| v["access_token"].as_str())
             .map(str::to_string)
-            .ok_or_else(|| Error(format!("token server {} sent no token", host_of(realm))))
+            .ok_or_else(|| Error::new(format!("token server {host} sent no token")))
     }
 
     /// The message for a refused login.
@@ -426,45 +538,46 @@ impl Client {
                 auth::describe(&self.source)
             ),
         };
-        Error(what)
+        Error::new(what)
     }
 
-    /// A transport failure, explained.
-    pub fn transport_error(&self, e: &ureq::Error) -> Error {
-        let host = &self.target.endpoint;
-        let text = e.to_string();
-        let msg = match e {
-            ureq::Error::Timeout(_) => format!("{host}: timed out waiting for the registry"),
-            ureq::Error::HostNotFound => format!("{host}: host not found"),
-            ureq::Error::ConnectionFailed => format!("{host}: connection failed"),
-            ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
-                format!("{host}: connection refused (is the registry running on that port?)")
-            }
-            _ if text.contains("InvalidContentType") || text.contains("corrupt message") => {
-                format!(
-                    "{host}: answers plain HTTP, not HTTPS; give --insecure to push to a plain-HTTP \
-                 registry"
-                )
-            }
-            _ if text.contains("certificate") || text.to_ascii_lowercase().contains("tls") => {
-                format!(
-                    "{host}: TLS failed ({text}); for a private CA give --ca-cert FILE, \
-                 or --insecure to skip verification"
-                )
-            }
-            _ => format!("{host}: {text}"),
+    /// A transport failure on a request to `url`, explained in one line.
+    pub fn transport_error(&self, e: &ureq::Error, url: &str) -> Error {
+        let f = transport::describe(e, &self.trust, self.transport.timeout);
+        let host = Origin::of(url)
+            .filter(|o| Some(o) != self.origin().as_ref())
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| self.target.endpoint.clone());
+        let via = self
+            .transport
+            .proxy_for(url)
+            .map(|p| format!(" (through proxy {p})"))
+            .unwrap_or_default();
+        let advice = if f.not_tls && !self.insecure {
+            "; give --insecure to push to a plain-HTTP registry (or set insecure = true for it \
+             in registries.conf)"
+        } else {
+            ""
         };
-        Error(msg)
+        let msg = format!("{host}{via}: {}{advice}", f.text);
+        if f.timeout {
+            Error::timeout(msg)
+        } else {
+            Error::new(msg)
+        }
     }
 
     /// Makes a Location header (relative or absolute) a full URL.
     pub fn absolute(&self, url: &str) -> String {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            url.to_string()
-        } else {
-            format!("{}{}", self.base, url)
-        }
+        origin::resolve(&self.base, url)
     }
+}
+
+/// `msg` without a leading `host: ` (to join two messages about one host).
+fn strip_host<'m>(msg: &'m str, host: &str) -> &'m str {
+    msg.strip_prefix(host)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(msg)
 }
 
 /// The challenge we can answer: Bearer, else Basic.
@@ -482,11 +595,12 @@ fn pick(challenges: &[Challenge]) -> Option<Scheme> {
         .then_some(Scheme::Basic)
 }
 
+/// Worth another try: lost connections, not TLS refusals.
 fn transient(e: &ureq::Error) -> bool {
     matches!(
         e,
-        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
-    ) || matches!(e, ureq::Error::Protocol(_))
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_)
+    ) && transport::rustls_error(e).is_none()
 }
 
 /// `Some(delay)` to retry; the delay from Retry-After (seconds) if given.
@@ -530,11 +644,6 @@ pub fn join_query(url: &str, query: &str) -> String {
     }
 }
 
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.split('/').next().unwrap_or(rest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,9 +656,5 @@ mod tests {
         );
         assert_eq!(join_query("http://h/t?a=1", "b=2"), "http://h/t?a=1&b=2");
         assert_eq!(join_query("http://h/t", "b=2"), "http://h/t?b=2");
-        assert_eq!(
-            host_of("https://auth.example:5001/token"),
-            "auth.example:5001"
-        );
     }
 }

@@ -29,13 +29,13 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Content<'a>, E
             .find(|d| d.ref_name().is_some_and(|n| wanted.iter().any(|w| w == n)))
     };
     let top = chosen.ok_or_else(|| {
-        Error(format!(
+        Error::new(format!(
             "the image holds {} images ({}); name the one to push in the reference's tag",
             digests.len(),
             names.join(", ")
         ))
     })?;
-    let set_err = |e: oci::SetError| Error(e.to_string());
+    let set_err = |e: oci::SetError| Error::new(e.to_string());
     let manifests = set.manifests_of(top).map_err(set_err)?;
     let children = if oci::media::is_index(&top.media_type) {
         manifests
@@ -81,7 +81,7 @@ fn doc(set: &ImageSet, d: &Descriptor) -> Result<Doc, Error> {
     let bytes = set
         .blob(&d.digest)
         .and_then(|b| b.in_memory())
-        .ok_or_else(|| Error(format!("document {} is not in the image", d.digest)))?;
+        .ok_or_else(|| Error::new(format!("document {} is not in the image", d.digest)))?;
     Ok(Doc {
         digest: d.digest.to_string(),
         media_type: d.media_type.clone(),

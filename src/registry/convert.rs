@@ -23,7 +23,7 @@ fn layer_type(oci: &str) -> Result<&'static str, Error> {
         "application/vnd.oci.image.layer.v1.tar" => {
             Ok("application/vnd.docker.image.rootfs.diff.tar")
         }
-        other => Err(Error(format!(
+        other => Err(Error::new(format!(
             "layer type {other} has no Docker v2 equivalent (build with --compression gzip)"
         ))),
     }
@@ -33,10 +33,10 @@ fn layer_type(oci: &str) -> Result<&'static str, Error> {
 /// documents.
 pub fn to_docker(doc: &Doc, children: &[(String, Doc)]) -> Result<Doc, Error> {
     let mut v: Value = serde_json::from_slice(&doc.bytes)
-        .map_err(|e| Error(format!("manifest {} is not JSON: {e}", doc.digest)))?;
+        .map_err(|e| Error::new(format!("manifest {} is not JSON: {e}", doc.digest)))?;
     let obj = v
         .as_object_mut()
-        .ok_or_else(|| Error(format!("manifest {} is not an object", doc.digest)))?;
+        .ok_or_else(|| Error::new(format!("manifest {} is not an object", doc.digest)))?;
     obj.remove("annotations");
     let media_type = if obj.contains_key("manifests") {
         for m in obj

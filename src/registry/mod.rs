@@ -6,11 +6,20 @@
 //! OCI ones.
 
 pub mod auth;
+mod certs_d;
 pub mod client;
 mod content;
 mod convert;
+mod origin;
+mod paths;
+mod proxy;
 pub mod reference;
+mod registries_conf;
+mod tcp;
+mod tls;
+mod transport;
 pub mod upload;
+mod x509;
 
 use std::fmt;
 use std::sync::Mutex;
@@ -22,11 +31,40 @@ use upload::{Outcome, Uploader};
 
 /// One line: what failed and what to do about it.
 #[derive(Debug)]
-pub struct Error(pub String);
+pub struct Error {
+    message: String,
+    timeout: bool,
+}
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            timeout: false,
+        }
+    }
+
+    /// The registry stopped answering or taking data for `--timeout`:
+    /// worth one more try at most.
+    pub fn timeout(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            timeout: true,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -34,7 +72,7 @@ impl std::error::Error for Error {}
 
 impl From<ureq::http::Error> for Error {
     fn from(e: ureq::http::Error) -> Self {
-        Error(format!("building a request: {e}"))
+        Error::new(format!("building a request: {e}"))
     }
 }
 
@@ -122,8 +160,10 @@ pub fn push(
                             if let Ok(mut f) = failure.lock() {
                                 f.get_or_insert(e);
                             }
-                            // Stop handing out blobs; the push has failed.
+                            // The push has failed: hand out no more blobs,
+                            // and end the uploads still going.
                             next.store(content.blobs.len(), Ordering::Relaxed);
+                            client.abort();
                         }
                     }
                 }
@@ -150,9 +190,9 @@ pub fn push(
             report.digest = match put_all(&up, content, &reference, true) {
                 Ok(d) => d,
                 Err(Put::Refused(e) | Put::Failed(e)) => {
-                    return Err(Error(format!(
+                    return Err(Error::new(format!(
                         "{} refused the manifest both as OCI ({}) and as Docker v2 ({})",
-                        target.registry, first.0, e.0
+                        target.registry, first.message, e.message
                     )));
                 }
             };
@@ -163,7 +203,7 @@ pub fn push(
     if let Some(d) = &target.digest
         && *d != report.digest
     {
-        return Err(Error(format!(
+        return Err(Error::new(format!(
             "pushed manifest {} but the reference asked for {d}",
             report.digest
         )));
@@ -220,7 +260,7 @@ fn put_one(up: &Uploader<'_>, doc: &Doc, reference: &str) -> Result<(), Put> {
             if let Some(d) = r.header("docker-content-digest")
                 && d != doc.digest
             {
-                return Err(Put::Failed(Error(format!(
+                return Err(Put::Failed(Error::new(format!(
                     "the registry stored the manifest as {d}, not {}",
                     doc.digest
                 ))));

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use super::Error;
-use super::client::{Body, Client, RETRIES, Response, Retry, join_query};
+use super::client::{Body, Client, RETRIES, Response, Retry, TIMEOUT_RETRIES, join_query};
 
 /// A blob to push, readable from any offset (for resumed chunks).
 pub struct Blob<'a> {
@@ -73,6 +73,7 @@ impl Uploader<'_> {
             }
         }
         let mut attempt = 0;
+        let mut timeouts = 0;
         loop {
             let loc = match location.take() {
                 Some(l) => l,
@@ -87,10 +88,20 @@ impl Uploader<'_> {
                 Ok(()) => return Ok(Outcome::Uploaded),
                 // The commit may have landed even though we saw no answer.
                 Err(e) => {
+                    if self.client.is_aborted() {
+                        return Err(e.error);
+                    }
                     if self.exists(&blob.digest)? {
                         return Ok(Outcome::Uploaded);
                     }
-                    if attempt >= RETRIES || !e.retryable {
+                    if e.error.is_timeout() {
+                        timeouts += 1;
+                    }
+                    if attempt >= RETRIES
+                        || !e.retryable
+                        || timeouts > TIMEOUT_RETRIES
+                        || self.client.is_aborted()
+                    {
                         return Err(e.error);
                     }
                     std::thread::sleep(self.backoff * 2u32.pow(attempt));
@@ -132,7 +143,7 @@ impl Uploader<'_> {
         }
         r.header("location")
             .map(str::to_string)
-            .ok_or_else(|| Error("the registry opened an upload without a Location".into()))
+            .ok_or_else(|| Error::new("the registry opened an upload without a Location"))
     }
 
     fn monolithic(
@@ -213,6 +224,8 @@ impl Uploader<'_> {
                         self.explain(&r, &format!("uploading a chunk gave {}", r.status)),
                     ));
                 }
+                // A stalled registry: the caller tries the blob once more.
+                Err(e) if e.is_timeout() => return Err(Attempt::transient(e)),
                 Err(e) => {
                     // Ask the registry how far it got and go on from there.
                     (location, offset) =
@@ -221,7 +234,7 @@ impl Uploader<'_> {
                 }
             }
             if stalls > RETRIES {
-                return Err(Attempt::transient(Error(format!(
+                return Err(Attempt::transient(Error::new(format!(
                     "uploading {} made no progress after {RETRIES} retries",
                     blob.digest
                 ))));
@@ -249,13 +262,13 @@ impl Uploader<'_> {
             Retry::Transient,
         )?;
         if r.status != 204 {
-            return Err(Error(format!("upload session lost ({})", r.status)));
+            return Err(Error::new(format!("upload session lost ({})", r.status)));
         }
         // The end of a Range is inclusive, so "0-0" means none or one byte:
         // only a fresh upload is safe from there.
         if r.header("range").is_some_and(|v| v.trim() == "0-0") {
-            return Err(Error(
-                "the upload session holds an ambiguous 0-0 range".into(),
+            return Err(Error::new(
+                "the upload session holds an ambiguous 0-0 range",
             ));
         }
         let loc = r
@@ -304,25 +317,25 @@ impl Uploader<'_> {
             return self.client.denied(r.status);
         }
         if has("NAME_UNKNOWN") || (r.status == 404 && what.starts_with("starting")) {
-            return Error(format!(
+            return Error::new(format!(
                 "repository {} is unknown to {registry}: create it there or check the name",
                 self.repo
             ));
         }
         if has("NAME_INVALID") {
-            return Error(format!(
+            return Error::new(format!(
                 "{registry} refuses the repository name {}",
                 self.repo
             ));
         }
         if has("DENIED") {
-            return Error(format!(
+            return Error::new(format!(
                 "{registry} denied the push to {}: check permissions",
                 self.repo
             ));
         }
         if has("BLOB_UPLOAD_INVALID") || has("DIGEST_INVALID") {
-            return Error(format!(
+            return Error::new(format!(
                 "{registry} rejected the upload ({what}): the blob changed while being read?"
             ));
         }
@@ -331,7 +344,7 @@ impl Uploader<'_> {
         } else {
             format!(" ({})", codes.join(", "))
         };
-        Error(format!("{registry}: {what}{detail}"))
+        Error::new(format!("{registry}: {what}{detail}"))
     }
 }
 

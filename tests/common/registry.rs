@@ -40,6 +40,7 @@
 //! left out of [`Counts`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -518,7 +519,7 @@ impl HttpHead {
 
 /// Reads a head (start line, headers, empty line). `Ok(None)` on a clean
 /// end of stream before the first byte.
-fn read_head(r: &mut impl BufRead) -> io::Result<Option<HttpHead>> {
+pub fn read_head(r: &mut impl BufRead) -> io::Result<Option<HttpHead>> {
     let mut head = HttpHead::default();
     let mut total = 0;
     loop {
@@ -925,7 +926,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write_response(
+/// Writes a response with `Content-Length` (and `Connection: close` if
+/// `close`).
+pub fn write_response(
     w: &mut impl Write,
     code: u16,
     headers: &[(&str, String)],
@@ -1020,11 +1023,18 @@ pub struct TokenServer {
     state: Arc<TokenState>,
     acceptor: Acceptor,
     dir: PathBuf,
+    tls: bool,
 }
 
 impl TokenServer {
-    /// Starts a token server accepting `user`/`password`.
+    /// Starts a token server accepting `user`/`password` on plain HTTP.
     pub fn start(user: &str, password: &str) -> TokenServer {
+        TokenServer::start_with(user, password, false)
+    }
+
+    /// Same, on HTTPS with the registries' certificate (127.0.0.1, signed
+    /// by the test CA) when `tls`.
+    pub fn start_with(user: &str, password: &str, tls: bool) -> TokenServer {
         let pki = pki(); // before the first request: it may take a second
         let state = Arc::new(TokenState {
             user: user.to_string(),
@@ -1039,17 +1049,27 @@ impl TokenServer {
             refresh_tokens: Mutex::default(),
         });
         let s = state.clone();
-        let acceptor = Acceptor::start("token-server", Arc::new(move |c| token_conn(c, &s)));
+        let config = tls.then(tls_server_config);
+        let acceptor = Acceptor::start(
+            "token-server",
+            Arc::new(move |c| token_conn(c, &s, config.clone())),
+        );
         TokenServer {
             state,
             acceptor,
             dir: pki.dir.clone(),
+            tls,
         }
     }
 
-    /// `http://127.0.0.1:PORT/token`, the registry's `auth.token.realm`.
+    /// `http(s)://127.0.0.1:PORT/token`, the registry's `auth.token.realm`.
     pub fn realm(&self) -> String {
-        format!("http://{}/token", self.acceptor.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/token", self.acceptor.addr)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     pub fn host(&self) -> String {
@@ -1178,26 +1198,62 @@ fn make_jwt(state: &TokenState, subject: &str, access: Vec<Value>, valid_for: u6
     format!("{input}.{}", base64url_encode(&out.stdout))
 }
 
-fn token_conn(stream: TcpStream, state: &TokenState) {
+fn token_conn(stream: TcpStream, state: &TokenState, tls: Option<Arc<rustls::ServerConfig>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    if !looks_like_http(&mut reader, &mut writer) {
-        return;
+    match tls {
+        Some(config) => {
+            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            token_exchanges(
+                &mut BufReader::new(rustls::StreamOwned::new(conn, stream)),
+                state,
+            );
+        }
+        None => {
+            let Ok(write_half) = stream.try_clone() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut writer = write_half;
+            if looks_like_http(&mut reader, &mut writer) {
+                token_exchanges(&mut reader, state);
+            }
+        }
     }
-    while let Ok(Some(head)) = read_head(&mut reader) {
-        let Ok(body) = read_body(&mut reader, request_framing(&head)) else {
+}
+
+/// Requests and answers on one connection until it closes.
+fn token_exchanges<S: Read + Write>(rw: &mut BufReader<S>, state: &TokenState) {
+    while let Ok(Some(head)) = read_head(rw) {
+        let Ok(body) = read_body(rw, request_framing(&head)) else {
             return;
         };
         let close = head.has_token("connection", "close");
         let (code, headers, body) = token_response(state, &head, &body);
-        if write_response(&mut writer, code, &headers, &body, close).is_err() || close {
+        if write_response(rw.get_mut(), code, &headers, &body, close).is_err() || close {
             return;
         }
     }
+}
+
+/// A rustls server config with the registries' certificate (127.0.0.1 and
+/// localhost, signed by [`Pki::ca_cert`]), for servers of the tests.
+pub fn tls_server_config() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pki = pki();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    )
 }
 
 fn token_response(
@@ -1533,6 +1589,26 @@ pub struct RegistryOptions {
     /// test CA ([`Registry::ca_cert`]).
     pub tls: bool,
     pub auth: RegistryAuth,
+    /// Token auth only: the token server on plain HTTP even when the
+    /// registry is HTTPS (by default it speaks what the registry speaks).
+    pub plain_token_realm: bool,
+    /// Serve this certificate instead of the test PKI's (implies `tls`).
+    pub server_tls: Option<ServerTls>,
+    /// `http.tls.clientcas`: clients must present a certificate signed by
+    /// one of these CAs (the registry then requires and verifies one).
+    pub client_cas: Vec<PathBuf>,
+    /// The client certificate and key the harness (curl) and
+    /// [`Registry::cert_dir`] (skopeo) present.
+    pub harness_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// A registry's own certificate and key, and the certificate clients must
+/// trust for it (the certificate itself when self-signed, else its CA).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub trust: PathBuf,
 }
 
 /// A distribution registry (`docker-registry serve CONFIG`) on
@@ -1561,7 +1637,7 @@ impl Registry {
     pub fn tls() -> Registry {
         Registry::start(RegistryOptions {
             tls: true,
-            auth: RegistryAuth::None,
+            ..RegistryOptions::default()
         })
     }
 
@@ -1573,6 +1649,7 @@ impl Registry {
                 user: TEST_USER.into(),
                 password: TEST_PASSWORD.into(),
             },
+            ..RegistryOptions::default()
         })
     }
 
@@ -1584,21 +1661,35 @@ impl Registry {
                 user: TEST_USER.into(),
                 password: TEST_PASSWORD.into(),
             },
+            ..RegistryOptions::default()
         })
     }
 
     /// Starts a registry on a free port and waits (up to 30 s) until it
     /// answers; panics with its log if it does not.
-    pub fn start(opts: RegistryOptions) -> Registry {
+    pub fn start(mut opts: RegistryOptions) -> Registry {
+        opts.tls |= opts.server_tls.is_some();
         let dir = new_dir("reg");
         let token = match &opts.auth {
-            RegistryAuth::Token { user, password } => Some(TokenServer::start(user, password)),
+            RegistryAuth::Token { user, password } => Some(TokenServer::start_with(
+                user,
+                password,
+                opts.tls && !opts.plain_token_realm,
+            )),
             _ => None,
         };
         if opts.tls {
             let certs = dir.join("certs");
             fs::create_dir_all(&certs).unwrap();
-            fs::copy(&pki().ca_cert, certs.join("ca.crt")).unwrap();
+            let trust = match &opts.server_tls {
+                Some(t) => t.trust.clone(),
+                None => pki().ca_cert.clone(),
+            };
+            fs::copy(trust, certs.join("ca.crt")).unwrap();
+            if let Some((cert, key)) = &opts.harness_client {
+                fs::copy(cert, certs.join("client.cert")).unwrap();
+                fs::copy(key, certs.join("client.key")).unwrap();
+            }
         }
         if let RegistryAuth::Htpasswd { user, password } = &opts.auth {
             let out = run_ok(Command::new("htpasswd").args(["-Bbn", user, password]));
@@ -1705,11 +1796,21 @@ http:
         );
         if self.opts.tls {
             let pki = pki();
+            let (cert, key) = match &self.opts.server_tls {
+                Some(t) => (&t.cert, &t.key),
+                None => (&pki.server_cert, &pki.server_key),
+            };
             y.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                q(&pki.server_cert),
-                q(&pki.server_key)
+                q(cert),
+                q(key)
             ));
+            if !self.opts.client_cas.is_empty() {
+                y.push_str("    clientcas:\n");
+                for ca in &self.opts.client_cas {
+                    y.push_str(&format!("      - {}\n", q(ca)));
+                }
+            }
         }
         match (&self.opts.auth, &self.token) {
             (RegistryAuth::Htpasswd { .. }, _) => y.push_str(&format!(
@@ -1753,8 +1854,10 @@ http:
         self.opts.tls.then(|| self.dir.join("certs/ca.crt"))
     }
 
-    /// A directory holding only `ca.crt` (TLS only), for skopeo's
-    /// `--dest-cert-dir`/`--src-cert-dir` and Docker's certs.d layout.
+    /// A directory holding `ca.crt` (TLS only), and `client.cert` with
+    /// `client.key` when the harness has a client certificate, for
+    /// skopeo's `--dest-cert-dir`/`--src-cert-dir` and Docker's certs.d
+    /// layout.
     pub fn cert_dir(&self) -> Option<PathBuf> {
         self.opts.tls.then(|| self.dir.join("certs"))
     }
@@ -1954,6 +2057,14 @@ http:
         ])
         .arg("--cacert")
         .arg(self.ca_cert().unwrap())
+        .args(self.opts.harness_client.iter().flat_map(|(c, k)| {
+            [
+                OsStr::new("--cert"),
+                c.as_os_str(),
+                OsStr::new("--key"),
+                k.as_os_str(),
+            ]
+        }))
         .args(["-A", HARNESS_UA, "-H", "Expect:"]);
         if method == "HEAD" {
             cmd.arg("-I");
