@@ -2,8 +2,8 @@
 //! the scanned rootfs (and, for per-package images, of package ownership):
 //! nothing here touches the disk.
 
-mod per_package;
 mod packing;
+mod per_package;
 mod rules;
 
 pub use per_package::{Claim, ClaimKind, Owner, PlanError, plan as per_package};
