@@ -94,7 +94,7 @@ pub fn image_layout(data: &[u8]) -> bool {
         return false;
     };
     let read = content.blobs.iter().all(|blob| {
-        (blob.open_at)(0)
+        blob.open_at(0)
             .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()))
             .is_ok()
     });

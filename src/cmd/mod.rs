@@ -103,7 +103,7 @@ pub enum Error {
     Layout(crate::oci::LayoutError),
     Set(crate::oci::SetError),
     Output(crate::sinks::OutputError),
-    Registry(crate::registry::Error),
+    Registry(crate::registry::RegistryError),
     /// A bug: what should not happen did.
     Internal(&'static str),
 }
@@ -193,5 +193,5 @@ from!(
     Layout(crate::oci::LayoutError),
     Set(crate::oci::SetError),
     Output(crate::sinks::OutputError),
-    Registry(crate::registry::Error)
+    Registry(crate::registry::RegistryError)
 );

@@ -27,8 +27,8 @@ pub fn send(
     progress: &Progress,
 ) -> Result<Report, Error> {
     let content = registry::from_set(set, target)?;
-    let opts = registry::Options {
-        client: client::Options {
+    let opts = registry::PushOptions {
+        client: client::ClientOptions {
             insecure: args.insecure,
             ca_cert: args.ca_cert.clone(),
             cert_dir: args.cert_dir.clone(),

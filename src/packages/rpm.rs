@@ -183,12 +183,12 @@ struct Listed {
     ghost: bool,
 }
 
-struct List {
+struct RpmFiles {
     files: Vec<Listed>,
     sha256: bool,
 }
 
-fn header_files(h: &RpmHeader) -> io::Result<List> {
+fn header_files(h: &RpmHeader) -> io::Result<RpmFiles> {
     let names: Vec<Vec<u8>> = match h.strings(BASENAMES)? {
         Some(base) => {
             let dirs = h.strings(DIRNAMES)?.unwrap_or_default();
@@ -228,7 +228,7 @@ fn header_files(h: &RpmHeader) -> io::Result<List> {
         }
     };
     if n == 0 {
-        return Ok(List {
+        return Ok(RpmFiles {
             files: Vec::new(),
             sha256: false,
         });
@@ -256,7 +256,7 @@ fn header_files(h: &RpmHeader) -> io::Result<List> {
             ghost: flags[i] & RPMFILE_GHOST != 0,
         });
     }
-    Ok(List {
+    Ok(RpmFiles {
         files,
         sha256: algo == Some(DIGEST_SHA256),
     })
@@ -272,7 +272,7 @@ struct LinkSet {
 
 /// Walks the cpio payload, hashing contents, and checks each entry against
 /// the header.
-fn read_payload(payload: impl Read, list: &List) -> io::Result<Vec<super::PackageFile>> {
+fn read_payload(payload: impl Read, list: &RpmFiles) -> io::Result<Vec<super::PackageFile>> {
     let listed: HashMap<&[u8], usize> = list
         .files
         .iter()

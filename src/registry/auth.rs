@@ -31,17 +31,17 @@ impl fmt::Debug for Credential {
 }
 
 /// Where a credential came from, for messages.
-pub fn describe(source: &Source) -> &'static str {
+pub fn describe(source: &CredSource) -> &'static str {
     match source {
-        Source::Flag => "--creds",
-        Source::AuthFile => "$REGISTRY_AUTH_FILE / containers auth.json",
-        Source::DockerConfig => "docker config.json",
-        Source::None => "no credentials",
+        CredSource::Flag => "--creds",
+        CredSource::AuthFile => "$REGISTRY_AUTH_FILE / containers auth.json",
+        CredSource::DockerConfig => "docker config.json",
+        CredSource::None => "no credentials",
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum CredSource {
     Flag,
     AuthFile,
     DockerConfig,
@@ -52,7 +52,10 @@ pub enum Source {
 /// `$REGISTRY_AUTH_FILE`, then Docker's config.json (`$DOCKER_CONFIG` or
 /// ~/.docker: auths, identity tokens, credHelpers, credsStore), then
 /// containers' auth.json. Anonymous when none has one.
-pub fn lookup(target: &Target, flag: Option<&str>) -> Result<(Option<Credential>, Source), String> {
+pub fn lookup(
+    target: &Target,
+    flag: Option<&str>,
+) -> Result<(Option<Credential>, CredSource), String> {
     if let Some(flag) = flag {
         let (user, password) = flag
             .split_once(':')
@@ -62,14 +65,18 @@ pub fn lookup(target: &Target, flag: Option<&str>) -> Result<(Option<Credential>
                 user: user.to_string(),
                 password: password.to_string(),
             }),
-            Source::Flag,
+            CredSource::Flag,
         ));
     }
     let key = target.credential_key();
     let explicit_auth_file = std::env::var_os("REGISTRY_AUTH_FILE").is_some();
     type Lookup = fn(&str) -> Result<DockerCredential, CredentialRetrievalError>;
-    let docker: (Source, Lookup) = (Source::DockerConfig, docker_credential::get_credential);
-    let podman: (Source, Lookup) = (Source::AuthFile, docker_credential::get_podman_credential);
+    let docker: (CredSource, Lookup) =
+        (CredSource::DockerConfig, docker_credential::get_credential);
+    let podman: (CredSource, Lookup) = (
+        CredSource::AuthFile,
+        docker_credential::get_podman_credential,
+    );
     let order = if explicit_auth_file {
         [podman, docker]
     } else {
@@ -117,7 +124,7 @@ pub fn lookup(target: &Target, flag: Option<&str>) -> Result<(Option<Credential>
             }
         }
     }
-    Ok((None, Source::None))
+    Ok((None, CredSource::None))
 }
 
 /// The helper's program name: docker_credential reports it already

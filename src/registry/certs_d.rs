@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Error, paths};
+use super::{RegistryError, paths};
 
 /// The directories searched for `registry` (as named in the reference:
 /// `HOST` or `HOST:PORT`), in order.
@@ -51,10 +51,10 @@ pub struct Dir {
 /// The directory for `registry`: `cert_dir` if given (it must exist), else
 /// the first of [`search_path`] that exists, loaded. `None` when there is
 /// none.
-pub fn find(registry: &str, cert_dir: Option<&Path>) -> Result<Option<Dir>, Error> {
+pub fn find(registry: &str, cert_dir: Option<&Path>) -> Result<Option<Dir>, RegistryError> {
     if let Some(dir) = cert_dir {
         if !dir.is_dir() {
-            return Err(Error::new(format!(
+            return Err(RegistryError::new(format!(
                 "--cert-dir {}: not a directory",
                 dir.display()
             )));
@@ -72,8 +72,8 @@ pub fn find(registry: &str, cert_dir: Option<&Path>) -> Result<Option<Dir>, Erro
 /// Reads `*.crt`, `*.cert` and `*.key` of `dir` (other files are ignored,
 /// as docker does); a `.cert` without its `.key`, or the reverse, is an
 /// error, as it is for docker and podman.
-pub fn load(dir: &Path) -> Result<Dir, Error> {
-    let err = |path: &Path, what: String| Error::new(format!("{}: {what}", path.display()));
+pub fn load(dir: &Path) -> Result<Dir, RegistryError> {
+    let err = |path: &Path, what: String| RegistryError::new(format!("{}: {what}", path.display()));
     let mut names: Vec<String> = fs::read_dir(dir)
         .map_err(|e| err(dir, e.to_string()))?
         .filter_map(|e| e.ok())
@@ -124,8 +124,8 @@ pub fn load(dir: &Path) -> Result<Dir, Error> {
 }
 
 /// Every certificate in a PEM file; none is an error.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let err = |what: String| Error::new(format!("{}: {what}", path.display()));
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
+    let err = |what: String| RegistryError::new(format!("{}: {what}", path.display()));
     let pem = fs::read(path).map_err(|e| err(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()

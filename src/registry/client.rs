@@ -20,8 +20,8 @@ use std::time::Duration;
 use base64::Engine;
 use ureq::http;
 
-use super::Error;
-use super::auth::{self, Challenge, Credential, Source};
+use super::RegistryError;
+use super::auth::{self, Challenge, CredSource, Credential};
 use super::origin::{self, Origin};
 use super::proxy::Proxies;
 use super::reference::Target;
@@ -41,7 +41,7 @@ pub const TIMEOUT_RETRIES: u32 = 1;
 const MAX_REDIRECTS: usize = 5;
 
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct ClientOptions {
     /// Allow plain HTTP and unverified TLS.
     pub insecure: bool,
     pub ca_cert: Option<PathBuf>,
@@ -118,7 +118,7 @@ pub struct Client {
     pub base: String,
     pub target: Target,
     credential: Option<Credential>,
-    source: Source,
+    source: CredSource,
     scheme: Mutex<Scheme>,
     /// Bearer tokens by scope string.
     tokens: Mutex<HashMap<String, Arc<String>>>,
@@ -133,11 +133,11 @@ impl Client {
     /// Reads the registry's settings, then finds how to talk to it (HTTPS,
     /// or HTTP when allowed) and how it wants us to authenticate, from
     /// `GET /v2/`.
-    pub fn connect(target: &Target, opts: &Options) -> Result<Client, Error> {
+    pub fn connect(target: &Target, opts: &ClientOptions) -> Result<Client, RegistryError> {
         let name = format!("{}/{}", target.registry, target.repository);
         let policy = registries_conf::lookup(&name)?;
         if let Some(p) = policy.as_ref().filter(|p| p.blocked) {
-            return Err(Error::new(format!(
+            return Err(RegistryError::new(format!(
                 "{} is blocked in {} ([[registry]] prefix \"{}\"): not pushing there",
                 target.registry,
                 p.file.display(),
@@ -153,7 +153,7 @@ impl Client {
         let transport =
             Transport::new(trust.config(insecure)?, Proxies::from_env()?, opts.timeout)?;
         let (credential, source) =
-            auth::lookup(target, opts.creds.as_deref()).map_err(Error::new)?;
+            auth::lookup(target, opts.creds.as_deref()).map_err(RegistryError::new)?;
         let mut client = Client {
             transport,
             trust,
@@ -181,7 +181,7 @@ impl Client {
                     }
                     Err((plain, _)) => {
                         let host = &target.endpoint;
-                        return Err(Error::new(format!(
+                        return Err(RegistryError::new(format!(
                             "{host}: over HTTPS: {}; over plain HTTP: {}",
                             strip_host(https.message(), host),
                             strip_host(plain.message(), host)
@@ -195,13 +195,13 @@ impl Client {
             200..=299 => {}
             401 => client.learn(&ping)?,
             404 => {
-                return Err(Error::new(format!(
+                return Err(RegistryError::new(format!(
                     "{} does not serve the registry API (GET /v2/ gave 404)",
                     client.base
                 )));
             }
             s => {
-                return Err(Error::new(format!(
+                return Err(RegistryError::new(format!(
                     "{}: GET /v2/ answered {s}; is this an OCI registry?",
                     client.base
                 )));
@@ -210,7 +210,7 @@ impl Client {
         Ok(client)
     }
 
-    fn ping(&self) -> Result<Response, (Error, transport::Failure)> {
+    fn ping(&self) -> Result<Response, (RegistryError, transport::Failure)> {
         let url = format!("{}/v2/", self.base);
         self.send_once("GET", &url, &[], &Body::Empty, None)
             .map_err(|e| {
@@ -231,13 +231,13 @@ impl Client {
     }
 
     /// Takes the scheme from a 401's `WWW-Authenticate`.
-    fn learn(&self, r: &Response) -> Result<(), Error> {
+    fn learn(&self, r: &Response) -> Result<(), RegistryError> {
         let challenges = r
             .header("www-authenticate")
             .map(auth::parse_challenges)
             .unwrap_or_default();
         let scheme = pick(&challenges).ok_or_else(|| {
-            Error::new(format!(
+            RegistryError::new(format!(
                 "{} asks for authentication without a usable WWW-Authenticate challenge",
                 self.target.registry
             ))
@@ -255,12 +255,12 @@ impl Client {
 
     /// Refuses a URL the registry sent us to that leaves HTTPS, unless
     /// plain HTTP is allowed for this registry.
-    fn check_url(&self, url: &str, what: &str) -> Result<(), Error> {
+    fn check_url(&self, url: &str, what: &str) -> Result<(), RegistryError> {
         let registry = &self.target.registry;
         let origin = Origin::of(url)
-            .ok_or_else(|| Error::new(format!("{registry} sent an unusable URL: {url}")))?;
+            .ok_or_else(|| RegistryError::new(format!("{registry} sent an unusable URL: {url}")))?;
         if origin.is_plain() && !self.insecure {
-            return Err(Error::new(format!(
+            return Err(RegistryError::new(format!(
                 "{registry}: refused to {what} {url}: plain HTTP from an HTTPS registry would \
                  carry the upload and credentials in clear; give --insecure to allow plain \
                  HTTP for {registry}"
@@ -280,7 +280,7 @@ impl Client {
         body: &Body<'_>,
         scope: &str,
         retry: Retry,
-    ) -> Result<Response, Error> {
+    ) -> Result<Response, RegistryError> {
         let mut url = self.absolute(url);
         self.check_url(&url, "send to")?;
         for _ in 0..MAX_REDIRECTS {
@@ -295,7 +295,7 @@ impl Client {
                 _ => return Ok(r),
             }
         }
-        Err(Error::new(format!(
+        Err(RegistryError::new(format!(
             "{}: more than {MAX_REDIRECTS} redirects for {method} {url}",
             self.target.registry
         )))
@@ -310,7 +310,7 @@ impl Client {
         body: &Body<'_>,
         scope: &str,
         retry: Retry,
-    ) -> Result<Response, Error> {
+    ) -> Result<Response, RegistryError> {
         // Credentials go to the registry's own origin only, never to
         // another host, port or scheme a Location names.
         let ours = Origin::of(url).is_some() && Origin::of(url) == self.origin();
@@ -409,12 +409,12 @@ impl Client {
 
     /// The Authorization header for `scope`, fetching a token if needed
     /// (or if `fresh`).
-    fn authorization(&self, scope: &str, fresh: bool) -> Result<Option<String>, Error> {
+    fn authorization(&self, scope: &str, fresh: bool) -> Result<Option<String>, RegistryError> {
         let (realm, service) = {
             let s = self
                 .scheme
                 .lock()
-                .map_err(|_| Error::new("internal error: auth state poisoned"))?;
+                .map_err(|_| RegistryError::new("internal error: auth state poisoned"))?;
             match &*s {
                 Scheme::Anonymous => return Ok(None),
                 Scheme::Basic => {
@@ -447,15 +447,15 @@ impl Client {
         realm: &str,
         service: Option<&str>,
         scope: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<String, RegistryError> {
         let registry = &self.target.registry;
         let origin = Origin::of(realm).ok_or_else(|| {
-            Error::new(format!(
+            RegistryError::new(format!(
                 "{registry} names an unusable token service: {realm}"
             ))
         })?;
         if origin.is_plain() && !self.insecure {
-            return Err(Error::new(format!(
+            return Err(RegistryError::new(format!(
                 "{registry}: refused its token service {realm}: plain HTTP from an HTTPS \
                  registry would carry the credentials in clear; give --insecure to allow \
                  plain HTTP for {registry}"
@@ -504,22 +504,22 @@ impl Client {
             200 => {}
             401 | 403 => return Err(self.denied(r.status)),
             s => {
-                return Err(Error::new(format!(
+                return Err(RegistryError::new(format!(
                     "token server {host} answered {s} for {registry}"
                 )));
             }
         }
         let v: serde_json::Value = serde_json::from_slice(&r.body)
-            .map_err(|_| Error::new(format!("token server {host} sent no JSON")))?;
+            .map_err(|_| RegistryError::new(format!("token server {host} sent no JSON")))?;
         v["token"]
             .as_str()
             .or_else(|| v["access_token"].as_str())
             .map(str::to_string)
-            .ok_or_else(|| Error::new(format!("token server {host} sent no token")))
+            .ok_or_else(|| RegistryError::new(format!("token server {host} sent no token")))
     }
 
     /// The message for a refused login.
-    pub fn denied(&self, status: u16) -> Error {
+    pub fn denied(&self, status: u16) -> RegistryError {
         let what = match (self.credential.is_some(), status) {
             (false, _) => format!(
                 "{} requires authentication: give --creds USER:PASSWORD or log in with \
@@ -538,11 +538,11 @@ impl Client {
                 auth::describe(&self.source)
             ),
         };
-        Error::new(what)
+        RegistryError::new(what)
     }
 
     /// A transport failure on a request to `url`, explained in one line.
-    pub fn transport_error(&self, e: &ureq::Error, url: &str) -> Error {
+    pub fn transport_error(&self, e: &ureq::Error, url: &str) -> RegistryError {
         let f = transport::describe(e, &self.trust, self.transport.timeout);
         let host = Origin::of(url)
             .filter(|o| Some(o) != self.origin().as_ref())
@@ -561,9 +561,9 @@ impl Client {
         };
         let msg = format!("{host}{via}: {}{advice}", f.text);
         if f.timeout {
-            Error::timeout(msg)
+            RegistryError::timeout(msg)
         } else {
-            Error::new(msg)
+            RegistryError::new(msg)
         }
     }
 

@@ -3,13 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use super::upload::Blob;
-use super::{Content, Doc, Error, Target};
-use crate::oci::{self, Descriptor, ImageSet};
+use super::{Payload, RegistryError, Target};
+use crate::oci::{self, Blob, Descriptor, ImageSet};
 
 /// The entry of `set` to push under `target`: the only one there, or the
 /// one named like the target; with its children and blobs.
-pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Content<'a>, Error> {
+pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Payload<'a>, RegistryError> {
     let digests: BTreeSet<oci::Digest> = set.entries.iter().map(|e| e.digest).collect();
     let names: Vec<&str> = set.entries.iter().filter_map(|e| e.ref_name()).collect();
     let chosen = if digests.len() == 1 {
@@ -29,13 +28,13 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Content<'a>, E
             .find(|d| d.ref_name().is_some_and(|n| wanted.iter().any(|w| w == n)))
     };
     let top = chosen.ok_or_else(|| {
-        Error::new(format!(
+        RegistryError::new(format!(
             "the image holds {} images ({}); name the one to push in the reference's tag",
             digests.len(),
             names.join(", ")
         ))
     })?;
-    let set_err = |e: oci::SetError| Error::new(e.to_string());
+    let set_err = |e: oci::SetError| RegistryError::new(e.to_string());
     let manifests = set.manifests_of(top).map_err(set_err)?;
     let children = if oci::media::is_index(&top.media_type) {
         manifests
@@ -53,11 +52,7 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Content<'a>, E
             if !seen.insert(blob.digest) {
                 continue;
             }
-            blobs.push(Blob {
-                digest: blob.digest.to_string(),
-                size: blob.size,
-                open_at: Box::new(move |off| blob.open_at(off)),
-            });
+            blobs.push(blob);
         }
     }
     // Names of the same registry the source gives the image: blobs may be
@@ -68,7 +63,7 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Content<'a>, E
         .filter(|t| t.registry == target.registry && t.repository != target.repository)
         .map(|t| t.repository)
         .collect();
-    Ok(Content {
+    Ok(Payload {
         blobs,
         children,
         top: doc(set, top)?,
@@ -76,15 +71,10 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Content<'a>, E
     })
 }
 
-/// A manifest or index document of the set, as its exact bytes.
-fn doc(set: &ImageSet, d: &Descriptor) -> Result<Doc, Error> {
-    let bytes = set
-        .blob(&d.digest)
-        .and_then(|b| b.in_memory())
-        .ok_or_else(|| Error::new(format!("document {} is not in the image", d.digest)))?;
-    Ok(Doc {
-        digest: d.digest.to_string(),
-        media_type: d.media_type.clone(),
-        bytes: bytes.to_vec(),
-    })
+/// A manifest or index document of the set, in memory (its exact bytes).
+fn doc(set: &ImageSet, d: &Descriptor) -> Result<Blob, RegistryError> {
+    set.blob(&d.digest)
+        .filter(|b| b.in_memory().is_some())
+        .cloned()
+        .ok_or_else(|| RegistryError::new(format!("document {} is not in the image", d.digest)))
 }

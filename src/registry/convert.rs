@@ -4,26 +4,18 @@
 
 use serde_json::Value;
 
-use super::{Doc, Error};
-use crate::oci::{Digest, canonical};
+use super::RegistryError;
+use crate::oci::media::{
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LIST, DOCKER_MANIFEST, LAYER_GZIP,
+    LAYER_TAR,
+};
+use crate::oci::{Blob, Digest, canonical};
 
-fn sha256(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
-}
-
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-
-fn layer_type(oci: &str) -> Result<&'static str, Error> {
+fn layer_type(oci: &str) -> Result<&'static str, RegistryError> {
     match oci {
-        "application/vnd.oci.image.layer.v1.tar+gzip" => {
-            Ok("application/vnd.docker.image.rootfs.diff.tar.gzip")
-        }
-        "application/vnd.oci.image.layer.v1.tar" => {
-            Ok("application/vnd.docker.image.rootfs.diff.tar")
-        }
-        other => Err(Error::new(format!(
+        LAYER_GZIP => Ok(DOCKER_LAYER_GZIP),
+        LAYER_TAR => Ok(DOCKER_LAYER_TAR),
+        other => Err(RegistryError::new(format!(
             "layer type {other} has no Docker v2 equivalent (build with --compression gzip)"
         ))),
     }
@@ -31,12 +23,12 @@ fn layer_type(oci: &str) -> Result<&'static str, Error> {
 
 /// `children` maps an index's original child digests to their converted
 /// documents.
-pub fn to_docker(doc: &Doc, children: &[(String, Doc)]) -> Result<Doc, Error> {
-    let mut v: Value = serde_json::from_slice(&doc.bytes)
-        .map_err(|e| Error::new(format!("manifest {} is not JSON: {e}", doc.digest)))?;
+pub fn to_docker(doc: &Blob, children: &[(Digest, Blob)]) -> Result<Blob, RegistryError> {
+    let mut v: Value = serde_json::from_slice(doc.in_memory().unwrap_or_default())
+        .map_err(|e| RegistryError::new(format!("manifest {} is not JSON: {e}", doc.digest)))?;
     let obj = v
         .as_object_mut()
-        .ok_or_else(|| Error::new(format!("manifest {} is not an object", doc.digest)))?;
+        .ok_or_else(|| RegistryError::new(format!("manifest {} is not an object", doc.digest)))?;
     obj.remove("annotations");
     let media_type = if obj.contains_key("manifests") {
         for m in obj
@@ -46,9 +38,9 @@ pub fn to_docker(doc: &Doc, children: &[(String, Doc)]) -> Result<Doc, Error> {
             .flatten()
         {
             let old = m["digest"].as_str().unwrap_or_default().to_string();
-            if let Some((_, new)) = children.iter().find(|(d, _)| *d == old) {
-                m["digest"] = Value::from(new.digest.clone());
-                m["size"] = Value::from(new.bytes.len());
+            if let Some((_, new)) = children.iter().find(|(d, _)| d.to_string() == old) {
+                m["digest"] = Value::from(new.digest.to_string());
+                m["size"] = Value::from(new.size);
                 m["mediaType"] = Value::from(DOCKER_MANIFEST);
             }
             if let Some(o) = m.as_object_mut() {
@@ -75,12 +67,7 @@ pub fn to_docker(doc: &Doc, children: &[(String, Doc)]) -> Result<Doc, Error> {
         DOCKER_MANIFEST
     };
     obj.insert("mediaType".into(), Value::from(media_type));
-    let bytes = canonical(&v);
-    Ok(Doc {
-        digest: sha256(&bytes),
-        media_type: media_type.to_string(),
-        bytes,
-    })
+    Ok(Blob::bytes(media_type, canonical(&v)))
 }
 
 #[cfg(test)]
@@ -90,13 +77,10 @@ mod tests {
     #[test]
     fn manifest_types_become_docker_ones() {
         let oci = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":1},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:bb","size":2}],"annotations":{"a":"b"}}"#;
-        let doc = Doc {
-            digest: sha256(oci),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            bytes: oci.to_vec(),
-        };
+        let doc = Blob::bytes(crate::oci::media::MANIFEST, oci.to_vec());
         let d = to_docker(&doc, &[]).unwrap();
-        let v: Value = serde_json::from_slice(&d.bytes).unwrap();
+        let bytes = d.in_memory().unwrap();
+        let v: Value = serde_json::from_slice(bytes).unwrap();
         assert_eq!(v["mediaType"], DOCKER_MANIFEST);
         assert_eq!(v["config"]["mediaType"], DOCKER_CONFIG);
         assert_eq!(
@@ -104,13 +88,10 @@ mod tests {
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         );
         assert!(v.get("annotations").is_none());
-        assert_eq!(d.digest, sha256(&d.bytes));
+        assert_eq!(d.digest, Digest::of(bytes));
 
         let zstd = String::from_utf8_lossy(oci).replace("tar+gzip", "tar+zstd");
-        let doc = Doc {
-            bytes: zstd.into_bytes(),
-            ..doc
-        };
+        let doc = Blob::bytes(crate::oci::media::MANIFEST, zstd.into_bytes());
         assert!(to_docker(&doc, &[]).is_err());
     }
 }

@@ -25,20 +25,21 @@ use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::oci::Blob;
 pub use content::from_set;
 pub use reference::Target;
 use upload::{Outcome, Uploader};
 
 /// One line: what failed and what to do about it.
 #[derive(Debug)]
-pub struct Error {
+pub struct RegistryError {
     message: String,
     timeout: bool,
 }
 
-impl Error {
-    pub fn new(message: impl Into<String>) -> Error {
-        Error {
+impl RegistryError {
+    pub fn new(message: impl Into<String>) -> RegistryError {
+        RegistryError {
             message: message.into(),
             timeout: false,
         }
@@ -46,8 +47,8 @@ impl Error {
 
     /// The registry stopped answering or taking data for `--timeout`:
     /// worth one more try at most.
-    pub fn timeout(message: impl Into<String>) -> Error {
-        Error {
+    pub fn timeout(message: impl Into<String>) -> RegistryError {
+        RegistryError {
             message: message.into(),
             timeout: true,
         }
@@ -62,42 +63,34 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for RegistryError {}
 
-impl From<ureq::http::Error> for Error {
+impl From<ureq::http::Error> for RegistryError {
     fn from(e: ureq::http::Error) -> Self {
-        Error::new(format!("building a request: {e}"))
+        RegistryError::new(format!("building a request: {e}"))
     }
 }
 
-/// A manifest or index document, exactly as its digest was computed.
-#[derive(Debug, Clone)]
-pub struct Doc {
-    pub digest: String,
-    pub media_type: String,
-    pub bytes: Vec<u8>,
-}
-
-/// What a push sends.
-pub struct Content<'a> {
+/// What a push sends: blobs from an image set, then the manifests.
+pub struct Payload<'a> {
     /// Every blob (layers and configs), each once.
-    pub blobs: Vec<upload::Blob<'a>>,
+    pub blobs: Vec<&'a Blob>,
     /// The image manifests of an index, pushed by digest before it.
-    pub children: Vec<Doc>,
-    /// The document the tag points at.
-    pub top: Doc,
+    pub children: Vec<Blob>,
+    /// The document the tag points at (a manifest or index, in memory).
+    pub top: Blob,
     /// Repositories of the same registry named in the source, to mount from.
     pub mount_hints: Vec<String>,
 }
 
-pub struct Options {
-    pub client: client::Options,
+pub struct PushOptions {
+    pub client: client::ClientOptions,
     /// Blobs in flight at once.
     pub jobs: usize,
     /// Blobs above this size go up in chunks of it.
@@ -121,10 +114,10 @@ pub type BlobProgress<'p> = &'p (dyn Fn(&str, Option<u64>, u64) + Sync);
 
 pub fn push(
     target: &Target,
-    content: &Content<'_>,
-    opts: &Options,
+    content: &Payload<'_>,
+    opts: &PushOptions,
     progress: BlobProgress<'_>,
-) -> Result<Report, Error> {
+) -> Result<Report, RegistryError> {
     let client = client::Client::connect(target, &opts.client)?;
     let up = Uploader {
         client: &client,
@@ -139,7 +132,7 @@ pub fn push(
 
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, content.blobs.len().max(1)) {
             s.spawn(|| {
@@ -148,10 +141,11 @@ pub fn push(
                     let Some(blob) = content.blobs.get(i) else {
                         break;
                     };
-                    let report = |n: u64| progress(&blob.digest, Some(n), blob.size);
+                    let digest = blob.digest.to_string();
+                    let report = |n: u64| progress(&digest, Some(n), blob.size);
                     match up.push(blob, &mount_from, &report) {
                         Ok(o) => {
-                            progress(&blob.digest, None, blob.size);
+                            progress(&digest, None, blob.size);
                             if let Ok(mut v) = outcomes.lock() {
                                 v.push(o);
                             }
@@ -190,7 +184,7 @@ pub fn push(
             report.digest = match put_all(&up, content, &reference, true) {
                 Ok(d) => d,
                 Err(Put::Refused(e) | Put::Failed(e)) => {
-                    return Err(Error::new(format!(
+                    return Err(RegistryError::new(format!(
                         "{} refused the manifest both as OCI ({}) and as Docker v2 ({})",
                         target.registry, first.message, e.message
                     )));
@@ -203,7 +197,7 @@ pub fn push(
     if let Some(d) = &target.digest
         && *d != report.digest
     {
-        return Err(Error::new(format!(
+        return Err(RegistryError::new(format!(
             "pushed manifest {} but the reference asked for {d}",
             report.digest
         )));
@@ -213,15 +207,15 @@ pub fn push(
 
 enum Put {
     /// The registry doesn't take these media types.
-    Refused(Error),
-    Failed(Error),
+    Refused(RegistryError),
+    Failed(RegistryError),
 }
 
 /// Puts the children by digest, then the top document by `reference`;
 /// returns the top digest.
 fn put_all(
     up: &Uploader<'_>,
-    content: &Content<'_>,
+    content: &Payload<'_>,
     reference: &str,
     docker: bool,
 ) -> Result<String, Put> {
@@ -232,8 +226,8 @@ fn put_all(
         } else {
             child.clone()
         };
-        put_one(up, &doc, &doc.digest)?;
-        children.push((child.digest.clone(), doc));
+        put_one(up, &doc, &doc.digest.to_string())?;
+        children.push((child.digest, doc));
     }
     let top = if docker {
         convert::to_docker(&content.top, &children).map_err(Put::Failed)?
@@ -242,25 +236,27 @@ fn put_all(
     };
     // A digest reference names the OCI document; after conversion the
     // converted document's own digest is the only valid one.
+    let top_digest = top.digest.to_string();
     let reference = if reference.starts_with("sha256:") {
-        top.digest.as_str()
+        top_digest.as_str()
     } else {
         reference
     };
     put_one(up, &top, reference)?;
-    Ok(top.digest)
+    Ok(top_digest)
 }
 
-fn put_one(up: &Uploader<'_>, doc: &Doc, reference: &str) -> Result<(), Put> {
+fn put_one(up: &Uploader<'_>, doc: &Blob, reference: &str) -> Result<(), Put> {
+    let bytes = doc.in_memory().unwrap_or_default();
     let r = up
-        .manifest(reference, &doc.media_type, &doc.bytes)
+        .manifest(reference, &doc.media_type, bytes)
         .map_err(Put::Failed)?;
     match r.status {
         200..=299 => {
             if let Some(d) = r.header("docker-content-digest")
-                && d != doc.digest
+                && d != doc.digest.to_string()
             {
-                return Err(Put::Failed(Error::new(format!(
+                return Err(Put::Failed(RegistryError::new(format!(
                     "the registry stored the manifest as {d}, not {}",
                     doc.digest
                 ))));

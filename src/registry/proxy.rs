@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use super::Error;
+use super::RegistryError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Proxies {
@@ -38,11 +38,11 @@ enum Exempt {
 
 impl Proxies {
     /// From the process environment.
-    pub fn from_env() -> Result<Proxies, Error> {
+    pub fn from_env() -> Result<Proxies, RegistryError> {
         Proxies::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Proxies, Error> {
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Proxies, RegistryError> {
         let either = |a: &str, b: &str| get(a).or_else(|| get(b));
         let cgi = get("REQUEST_METHOD").is_some();
         let http = if cgi {
@@ -104,7 +104,7 @@ impl Proxies {
 
 /// A proxy URL with its scheme (Go adds `http://` when there is none);
 /// only HTTP and HTTPS proxies.
-fn proxy_url(var: &str, value: &str) -> Result<String, Error> {
+fn proxy_url(var: &str, value: &str) -> Result<String, RegistryError> {
     let url = if value.contains("://") {
         value.to_string()
     } else {
@@ -112,7 +112,7 @@ fn proxy_url(var: &str, value: &str) -> Result<String, Error> {
     };
     let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(Error::new(format!(
+        return Err(RegistryError::new(format!(
             "{var}: {scheme} proxies are not supported (only http:// and https://)"
         )));
     }

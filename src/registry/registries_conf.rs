@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Error, paths};
+use super::{RegistryError, paths};
 
 /// What registries.conf says about one image name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +36,14 @@ pub struct Policy {
 #[derive(Deserialize, Default)]
 struct File {
     #[serde(default)]
-    registry: Vec<Entry>,
+    registry: Vec<RegistryTable>,
     /// Version 1.
     #[serde(default)]
     registries: Option<V1>,
 }
 
 #[derive(Deserialize)]
-struct Entry {
+struct RegistryTable {
     #[serde(default)]
     prefix: String,
     #[serde(default)]
@@ -57,19 +57,19 @@ struct Entry {
 #[derive(Deserialize, Default)]
 struct V1 {
     #[serde(default)]
-    insecure: List,
+    insecure: V1Names,
     #[serde(default)]
-    block: List,
+    block: V1Names,
 }
 
 #[derive(Deserialize, Default)]
-struct List {
+struct V1Names {
     #[serde(default)]
     registries: Vec<String>,
 }
 
 /// The files podman reads, in order, from the environment.
-pub fn files() -> Result<Vec<PathBuf>, Error> {
+pub fn files() -> Result<Vec<PathBuf>, RegistryError> {
     let user_file = paths::user_config("containers/registries.conf");
     let user_dir = paths::user_config("containers/registries.conf.d");
     let system_dir = paths::etc("containers/registries.conf.d");
@@ -78,7 +78,7 @@ pub fn files() -> Result<Vec<PathBuf>, Error> {
             Some(path) => {
                 let path = PathBuf::from(path);
                 if !path.is_file() {
-                    return Err(Error::new(format!(
+                    return Err(RegistryError::new(format!(
                         "$CONTAINERS_REGISTRIES_CONF: {} does not exist",
                         path.display()
                     )));
@@ -111,13 +111,13 @@ pub fn files() -> Result<Vec<PathBuf>, Error> {
 
 /// The policy for `name` (`HOST[:PORT]/REPOSITORY`) from the files podman
 /// would read; `None` when no `[[registry]]` matches.
-pub fn lookup(name: &str) -> Result<Option<Policy>, Error> {
+pub fn lookup(name: &str) -> Result<Option<Policy>, RegistryError> {
     let files = files()?;
     let first = files.first().cloned();
     let mut merged: BTreeMap<String, Policy> = BTreeMap::new();
     for path in files {
         let text = fs::read_to_string(&path)
-            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+            .map_err(|e| RegistryError::new(format!("{}: {e}", path.display())))?;
         let drop_in = Some(&path) != first.as_ref();
         for p in parse(&text, &path, drop_in)? {
             merged.insert(p.prefix.clone(), p);
@@ -130,8 +130,8 @@ pub fn lookup(name: &str) -> Result<Option<Policy>, Error> {
 }
 
 /// The `[[registry]]` tables of one file as policies.
-fn parse(text: &str, path: &Path, drop_in: bool) -> Result<Vec<Policy>, Error> {
-    let err = |what: String| Error::new(format!("{}: {what}", path.display()));
+fn parse(text: &str, path: &Path, drop_in: bool) -> Result<Vec<Policy>, RegistryError> {
+    let err = |what: String| RegistryError::new(format!("{}: {what}", path.display()));
     let file: File = toml::from_str(text).map_err(|e| {
         // toml's messages span lines (a source excerpt); keep the first.
         err(e
@@ -224,7 +224,7 @@ fn matches(name: &str, prefix: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn policies(text: &str) -> Result<Vec<Policy>, Error> {
+    fn policies(text: &str) -> Result<Vec<Policy>, RegistryError> {
         parse(text, Path::new("r.conf"), false)
     }
 

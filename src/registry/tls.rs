@@ -30,7 +30,7 @@ use ureq::unversioned::transport::{
 };
 
 use super::certs_d::{self, ClientPair};
-use super::{Error, paths, x509};
+use super::{RegistryError, paths, x509};
 
 /// Everything TLS needs for one registry.
 pub struct Trust {
@@ -49,11 +49,11 @@ impl Trust {
         registry: &str,
         ca_cert: Option<&Path>,
         cert_dir: Option<&Path>,
-    ) -> Result<Trust, Error> {
+    ) -> Result<Trust, RegistryError> {
         let mut extra = Vec::new();
         if let Some(path) = ca_cert {
             let certs = certs_d::read_certs(path)
-                .map_err(|e| Error::new(format!("--ca-cert {}", e.message())))?;
+                .map_err(|e| RegistryError::new(format!("--ca-cert {}", e.message())))?;
             extra.extend(certs);
         }
         let dir = certs_d::find(registry, cert_dir)?;
@@ -75,7 +75,7 @@ impl Trust {
 
     /// The rustls config: verified against our roots, or (`insecure`) not
     /// at all.
-    pub fn config(&self, insecure: bool) -> Result<Arc<ClientConfig>, Error> {
+    pub fn config(&self, insecure: bool) -> Result<Arc<ClientConfig>, RegistryError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut store = RootCertStore::empty();
         store.add_parsable_certificates(self.system.iter().cloned());
@@ -93,14 +93,14 @@ impl Trust {
         };
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::new(format!("TLS setup: {e}")))?
+            .map_err(|e| RegistryError::new(format!("TLS setup: {e}")))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
         let config = match &self.client {
             Some(pair) => builder
                 .with_client_auth_cert(pair.chain.clone(), pair.key.clone_key())
                 .map_err(|e| {
-                    Error::new(format!(
+                    RegistryError::new(format!(
                         "client certificate {} with {}: {e}",
                         pair.cert_path.display(),
                         pair.key_path.display()

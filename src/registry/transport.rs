@@ -14,7 +14,7 @@ use ureq::Agent;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector};
 
-use super::Error;
+use super::RegistryError;
 use super::origin::Origin;
 use super::proxy::Proxies;
 use super::tcp::TcpConnector;
@@ -37,7 +37,7 @@ impl Transport {
         tls: Arc<ClientConfig>,
         proxies: Proxies,
         timeout: Duration,
-    ) -> Result<Transport, Error> {
+    ) -> Result<Transport, RegistryError> {
         let direct = agent(&tls, None, timeout)?;
         let mut proxied = Vec::new();
         for url in proxies.urls() {
@@ -79,9 +79,15 @@ impl Transport {
     }
 }
 
-fn agent(tls: &Arc<ClientConfig>, proxy: Option<&str>, timeout: Duration) -> Result<Agent, Error> {
+fn agent(
+    tls: &Arc<ClientConfig>,
+    proxy: Option<&str>,
+    timeout: Duration,
+) -> Result<Agent, RegistryError> {
     let proxy = proxy
-        .map(|p| ureq::Proxy::new(p).map_err(|e| Error::new(format!("proxy {}: {e}", redact(p)))))
+        .map(|p| {
+            ureq::Proxy::new(p).map_err(|e| RegistryError::new(format!("proxy {}: {e}", redact(p))))
+        })
         .transpose()?;
     let config = Agent::config_builder()
         .http_status_as_error(false)

@@ -6,15 +6,9 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use super::Error;
+use super::RegistryError;
 use super::client::{Body, Client, RETRIES, Response, Retry, TIMEOUT_RETRIES, join_query};
-
-/// A blob to push, readable from any offset (for resumed chunks).
-pub struct Blob<'a> {
-    pub digest: String,
-    pub size: u64,
-    pub open_at: Box<dyn Fn(u64) -> io::Result<Box<dyn Read + Send + 'a>> + Send + Sync + 'a>,
-}
+use crate::oci::Blob;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -45,11 +39,11 @@ impl Uploader<'_> {
     /// Pushes one blob; `progress` is told bytes sent.
     pub fn push(
         &self,
-        blob: &Blob<'_>,
+        blob: &Blob,
         mount_from: &[String],
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<Outcome, Error> {
-        if self.exists(&blob.digest)? {
+    ) -> Result<Outcome, RegistryError> {
+        if self.exists(&blob.digest.to_string())? {
             return Ok(Outcome::Present);
         }
         let mut location = None;
@@ -91,7 +85,7 @@ impl Uploader<'_> {
                     if self.client.is_aborted() {
                         return Err(e.error);
                     }
-                    if self.exists(&blob.digest)? {
+                    if self.exists(&blob.digest.to_string())? {
                         return Ok(Outcome::Uploaded);
                     }
                     if e.error.is_timeout() {
@@ -111,7 +105,7 @@ impl Uploader<'_> {
         }
     }
 
-    fn exists(&self, digest: &str) -> Result<bool, Error> {
+    fn exists(&self, digest: &str) -> Result<bool, RegistryError> {
         let r = self.client.request(
             "HEAD",
             &self.blob_url(digest),
@@ -128,7 +122,7 @@ impl Uploader<'_> {
     }
 
     /// Opens an upload session; returns its Location.
-    fn start(&self) -> Result<String, Error> {
+    fn start(&self) -> Result<String, RegistryError> {
         let url = format!("/v2/{}/blobs/uploads/", self.repo);
         let r = self.client.request(
             "POST",
@@ -143,19 +137,19 @@ impl Uploader<'_> {
         }
         r.header("location")
             .map(str::to_string)
-            .ok_or_else(|| Error::new("the registry opened an upload without a Location"))
+            .ok_or_else(|| RegistryError::new("the registry opened an upload without a Location"))
     }
 
     fn monolithic(
         &self,
-        blob: &Blob<'_>,
+        blob: &Blob,
         location: &str,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), Attempt> {
         let url = join_query(location, &format!("digest={}", blob.digest));
         let open = || -> io::Result<Box<dyn Read + Send + '_>> {
             Ok(Box::new(Counted {
-                inner: (blob.open_at)(0)?,
+                inner: blob.open_at(0)?,
                 progress,
                 done: 0,
             }))
@@ -174,12 +168,12 @@ impl Uploader<'_> {
                 Retry::Never,
             )
             .map_err(Attempt::transient)?;
-        self.committed(&r, &blob.digest)
+        self.committed(&r, &blob.digest.to_string())
     }
 
     fn chunked(
         &self,
-        blob: &Blob<'_>,
+        blob: &Blob,
         mut location: String,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), Attempt> {
@@ -190,7 +184,7 @@ impl Uploader<'_> {
             let start = offset;
             let open = || -> io::Result<Box<dyn Read + Send + '_>> {
                 Ok(Box::new(Counted {
-                    inner: Box::new((blob.open_at)(start)?.take(len)),
+                    inner: Box::new(blob.open_at(start)?.take(len)),
                     progress,
                     done: start,
                 }))
@@ -234,7 +228,7 @@ impl Uploader<'_> {
                 }
             }
             if stalls > RETRIES {
-                return Err(Attempt::transient(Error::new(format!(
+                return Err(Attempt::transient(RegistryError::new(format!(
                     "uploading {} made no progress after {RETRIES} retries",
                     blob.digest
                 ))));
@@ -248,11 +242,11 @@ impl Uploader<'_> {
             .client
             .request("PUT", &url, &[], &Body::Empty, &self.scope(), Retry::Never)
             .map_err(Attempt::transient)?;
-        self.committed(&r, &blob.digest)
+        self.committed(&r, &blob.digest.to_string())
     }
 
     /// Where an interrupted upload stands: its Location and next offset.
-    fn status(&self, location: &str) -> Result<(String, u64), Error> {
+    fn status(&self, location: &str) -> Result<(String, u64), RegistryError> {
         let r = self.client.request(
             "GET",
             location,
@@ -262,12 +256,15 @@ impl Uploader<'_> {
             Retry::Transient,
         )?;
         if r.status != 204 {
-            return Err(Error::new(format!("upload session lost ({})", r.status)));
+            return Err(RegistryError::new(format!(
+                "upload session lost ({})",
+                r.status
+            )));
         }
         // The end of a Range is inclusive, so "0-0" means none or one byte:
         // only a fresh upload is safe from there.
         if r.header("range").is_some_and(|v| v.trim() == "0-0") {
-            return Err(Error::new(
+            return Err(RegistryError::new(
                 "the upload session holds an ambiguous 0-0 range",
             ));
         }
@@ -296,7 +293,7 @@ impl Uploader<'_> {
         reference: &str,
         media_type: &str,
         bytes: &[u8],
-    ) -> Result<Response, Error> {
+    ) -> Result<Response, RegistryError> {
         let url = format!("/v2/{}/manifests/{reference}", self.repo);
         self.client.request(
             "PUT",
@@ -309,7 +306,7 @@ impl Uploader<'_> {
     }
 
     /// One line saying what went wrong and what to do.
-    pub fn explain(&self, r: &Response, what: &str) -> Error {
+    pub fn explain(&self, r: &Response, what: &str) -> RegistryError {
         let codes = r.error_codes();
         let has = |c: &str| codes.iter().any(|x| x == c);
         let registry = &self.client.target.registry;
@@ -317,25 +314,25 @@ impl Uploader<'_> {
             return self.client.denied(r.status);
         }
         if has("NAME_UNKNOWN") || (r.status == 404 && what.starts_with("starting")) {
-            return Error::new(format!(
+            return RegistryError::new(format!(
                 "repository {} is unknown to {registry}: create it there or check the name",
                 self.repo
             ));
         }
         if has("NAME_INVALID") {
-            return Error::new(format!(
+            return RegistryError::new(format!(
                 "{registry} refuses the repository name {}",
                 self.repo
             ));
         }
         if has("DENIED") {
-            return Error::new(format!(
+            return RegistryError::new(format!(
                 "{registry} denied the push to {}: check permissions",
                 self.repo
             ));
         }
         if has("BLOB_UPLOAD_INVALID") || has("DIGEST_INVALID") {
-            return Error::new(format!(
+            return RegistryError::new(format!(
                 "{registry} rejected the upload ({what}): the blob changed while being read?"
             ));
         }
@@ -344,7 +341,7 @@ impl Uploader<'_> {
         } else {
             format!(" ({})", codes.join(", "))
         };
-        Error::new(format!("{registry}: {what}{detail}"))
+        RegistryError::new(format!("{registry}: {what}{detail}"))
     }
 }
 
@@ -357,19 +354,19 @@ fn received(r: &Response) -> Option<u64> {
 
 /// A failed upload attempt and whether trying again makes sense.
 pub struct Attempt {
-    error: Error,
+    error: RegistryError,
     retryable: bool,
 }
 
 impl Attempt {
-    fn transient(error: Error) -> Attempt {
+    fn transient(error: RegistryError) -> Attempt {
         Attempt {
             error,
             retryable: true,
         }
     }
 
-    fn fatal(error: Error) -> Attempt {
+    fn fatal(error: RegistryError) -> Attempt {
         Attempt {
             error,
             retryable: false,

@@ -33,7 +33,7 @@ pub struct Facts {
 
 /// Reads the validity and extended key usages of a DER certificate.
 pub fn facts(der: &[u8]) -> Result<Facts, String> {
-    let mut cert = Reader(der).inner(SEQUENCE)?;
+    let mut cert = DerReader(der).inner(SEQUENCE)?;
     let mut tbs = cert.inner(SEQUENCE)?;
     tbs.optional(VERSION)?;
     tbs.skip(INTEGER)?; // serial
@@ -48,14 +48,14 @@ pub fn facts(der: &[u8]) -> Result<Facts, String> {
     tbs.optional(SUBJECT_UID)?;
     let mut ext_key_usage = None;
     if let Some(exts) = tbs.optional(EXTENSIONS)? {
-        let mut list = Reader(exts).inner(SEQUENCE)?;
+        let mut list = DerReader(exts).inner(SEQUENCE)?;
         while !list.0.is_empty() {
             let mut ext = list.inner(SEQUENCE)?;
             let id = ext.next(OID)?;
             ext.optional(BOOLEAN)?; // critical
             let value = ext.next(OCTET_STRING)?;
             if id == EXT_KEY_USAGE {
-                let mut oids = Reader(value).inner(SEQUENCE)?;
+                let mut oids = DerReader(value).inner(SEQUENCE)?;
                 let mut found = Vec::new();
                 while !oids.0.is_empty() {
                     found.push(oids.next(OID)?.to_vec());
@@ -71,9 +71,9 @@ pub fn facts(der: &[u8]) -> Result<Facts, String> {
     })
 }
 
-struct Reader<'a>(&'a [u8]);
+struct DerReader<'a>(&'a [u8]);
 
-impl<'a> Reader<'a> {
+impl<'a> DerReader<'a> {
     /// The next element's tag and contents.
     fn element(&mut self) -> Result<(u8, &'a [u8]), String> {
         let bad = || "truncated or malformed DER".to_string();
@@ -108,8 +108,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn inner(&mut self, tag: u8) -> Result<Reader<'a>, String> {
-        self.next(tag).map(Reader)
+    fn inner(&mut self, tag: u8) -> Result<DerReader<'a>, String> {
+        self.next(tag).map(DerReader)
     }
 
     fn skip(&mut self, tag: u8) -> Result<(), String> {
@@ -128,7 +128,7 @@ impl<'a> Reader<'a> {
 
 /// A UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime
 /// (`YYYYMMDDHHMMSSZ`) as Unix seconds.
-fn time(r: &mut Reader<'_>) -> Result<i64, String> {
+fn time(r: &mut DerReader<'_>) -> Result<i64, String> {
     let (tag, text) = r.element()?;
     let digits = |s: &[u8]| -> Result<i32, String> {
         if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
@@ -225,13 +225,13 @@ bNroX1TQc8aOqQeXuE1/KoRKwL1xvn0EnBoqwMOzDzU=";
 
     #[test]
     fn times_in_both_encodings() {
-        let mut r = Reader(b"\x17\x0d240102030405Z");
+        let mut r = DerReader(b"\x17\x0d240102030405Z");
         assert_eq!(time(&mut r), Ok(1_704_164_645));
-        let mut r = Reader(b"\x18\x0f20240102030405Z");
+        let mut r = DerReader(b"\x18\x0f20240102030405Z");
         assert_eq!(time(&mut r), Ok(1_704_164_645));
-        let mut r = Reader(b"\x17\x0d491231235959Z");
+        let mut r = DerReader(b"\x17\x0d491231235959Z");
         assert_eq!(time(&mut r), Ok(2_524_607_999));
-        let mut r = Reader(b"\x17\x0d500101000000Z");
+        let mut r = DerReader(b"\x17\x0d500101000000Z");
         assert_eq!(time(&mut r), Ok(-631_152_000));
         for bad in [
             &b"\x17\x0d241302030405Z"[..],
@@ -239,7 +239,7 @@ bNroX1TQc8aOqQeXuE1/KoRKwL1xvn0EnBoqwMOzDzU=";
             b"\x18\x0d240102030405Z",
             b"\x17\x0d24010203040aZ",
         ] {
-            assert!(time(&mut Reader(bad)).is_err(), "{bad:?}");
+            assert!(time(&mut DerReader(bad)).is_err(), "{bad:?}");
         }
     }
 }
