@@ -283,8 +283,9 @@ pub struct BuildArgs {
     /// output is the same for any value.
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Most bytes the rootfs tarball may decompress to (guards against
-    /// archives made to fill the disk); suffixes K, M, G, T.
+    /// Most bytes the rootfs tarball may decompress to, sparse files'
+    /// holes included (guards against archives made to fill the disk);
+    /// suffixes K, M, G, T.
     #[arg(long, value_name = "SIZE", default_value = "256G", value_parser = parse_size)]
     pub max_size: u64,
     /// Directory for temporary files (default: beside the output).
