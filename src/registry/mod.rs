@@ -247,7 +247,12 @@ fn put_all(
 }
 
 fn put_one(up: &Uploader<'_>, doc: &Blob, reference: &str) -> Result<(), Put> {
-    let bytes = doc.in_memory().unwrap_or_default();
+    let Some(bytes) = doc.in_memory() else {
+        return Err(Put::Failed(RegistryError::new(format!(
+            "manifest {} was not read into memory",
+            doc.digest
+        ))));
+    };
     let r = up
         .manifest(reference, &doc.media_type, bytes)
         .map_err(Put::Failed)?;
