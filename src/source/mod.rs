@@ -13,6 +13,7 @@ mod pax;
 mod sparse;
 mod spool;
 mod tarball;
+mod tarread;
 
 use std::fmt;
 use std::fs::File;

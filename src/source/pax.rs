@@ -1,8 +1,6 @@
 //! The pax records of one tar entry that the scan acts on, read in one pass:
-//! xattrs, mtime, owner ids, sparse maps and bsdtar's ACLs. Everything else
-//! (path, linkpath, size) the tar crate applies itself.
-
-use std::io::{self, Read};
+//! xattrs, mtime, owner ids, sparse maps and bsdtar's ACLs. The framing ones
+//! (path, linkpath, size) the reader ([`super::tarread`]) applies itself.
 
 use super::sparse;
 
@@ -26,15 +24,10 @@ pub struct Pax {
     pub acl_nfs4: bool,
 }
 
-/// Reads the pax records preceding `entry` (none: all defaults).
-pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
+/// Reads an entry's pax records, in order (none: all defaults).
+pub fn read<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Result<Pax, String> {
     let mut pax = Pax::default();
-    let Some(records) = entry.pax_extensions()? else {
-        return Ok(pax);
-    };
-    for rec in records {
-        let rec = rec?;
-        let (key, value) = (rec.key_bytes(), rec.value_bytes());
+    for (key, value) in records {
         if pax.sparse.add(key, value) {
             continue;
         }
@@ -57,11 +50,11 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
                         || name.len() > MAX_XATTR_NAME
                         || value.len() > MAX_XATTR_VALUE
                     {
-                        return Err(io::Error::other(format!(
+                        return Err(format!(
                             "extended attribute '{}' exceeds Linux's limits \
                              (name 1-255 bytes, value 64 KiB)",
                             String::from_utf8_lossy(&name[..name.len().min(64)])
-                        )));
+                        ));
                     }
                     pax.xattrs.push((name.to_vec(), value.to_vec()));
                 }
@@ -71,14 +64,13 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
     Ok(pax)
 }
 
-/// A pax `uid`/`gid` record: decimal, within [`check_id`]'s range. The tar
-/// crate drops values that don't parse as u64 (-1, 2^64+7) and keeps the
-/// header's; GNU tar refuses them, and so do we.
-fn owner_id(what: &str, value: &[u8]) -> io::Result<u32> {
+/// A pax `uid`/`gid` record: decimal, within [`check_id`]'s range. GNU tar
+/// refuses what isn't (-1, 2^64+7), and so do we.
+fn owner_id(what: &str, value: &[u8]) -> Result<u32, String> {
     let text = String::from_utf8_lossy(&value[..value.len().min(40)]).into_owned();
     let digits = value.strip_prefix(b"-").unwrap_or(value);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(io::Error::other(format!("{what} '{text}' is not a number")));
+        return Err(format!("{what} '{text}' is not a number"));
     }
     let n = if value.starts_with(b"-") {
         None
@@ -94,15 +86,15 @@ fn owner_id(what: &str, value: &[u8]) -> io::Result<u32> {
 /// An owner id from a header field or pax record. 4294967295 is `(uid_t)-1`,
 /// which chown(2) takes as "leave unchanged": such a file would unpack owned
 /// by whoever unpacks it (root), so it is refused with everything above.
-pub fn check_id(what: &str, n: u64) -> io::Result<u32> {
+pub fn check_id(what: &str, n: u64) -> Result<u32, String> {
     u32::try_from(n)
         .ok()
         .filter(|&id| id != u32::MAX)
         .ok_or_else(|| out_of_range(what, &n.to_string()))
 }
 
-pub fn out_of_range(what: &str, value: &str) -> io::Error {
-    io::Error::other(format!("{what} {value} is out of range 0..4294967294"))
+pub fn out_of_range(what: &str, value: &str) -> String {
+    format!("{what} {value} is out of range 0..4294967294")
 }
 
 #[cfg(test)]
@@ -119,12 +111,12 @@ mod tests {
             b"18446744073709551623",
             b"-1",
         ] {
-            let err = owner_id("uid", bad).unwrap_err().to_string();
+            let err = owner_id("uid", bad).unwrap_err();
             assert!(err.contains("out of range"), "{err}");
             assert!(err.contains(std::str::from_utf8(bad).unwrap()), "{err}");
         }
         for bad in [&b""[..], b" 5", b"5 ", b"0x10", b"+5", b"-"] {
-            let err = owner_id("gid", bad).unwrap_err().to_string();
+            let err = owner_id("gid", bad).unwrap_err();
             assert!(err.contains("gid") && err.contains("not a number"), "{err}");
         }
         assert!(check_id("uid", 1 << 32).is_err());

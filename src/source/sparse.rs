@@ -5,7 +5,7 @@
 //!
 //! The four encodings (GNU tar manual, "Sparse Formats"):
 //! - old GNU, entry type 'S': the map in the header and its extension
-//!   blocks. The tar crate reads these and yields the expanded content.
+//!   blocks, which the reader ([`super::tarread`]) collects.
 //! - PAX 0.0: repeated `GNU.sparse.offset` / `GNU.sparse.numbytes` records.
 //! - PAX 0.1: one `GNU.sparse.map` record, `off,len,off,len,...`; the real
 //!   name is in `GNU.sparse.name`, the header has `GNUSparseFile.N/name`.
@@ -20,8 +20,8 @@
 use std::io::{self, Read};
 
 /// Most bytes a PAX 1.0 map may take. Maps in pax records (0.0, 0.1) and old
-/// GNU extension blocks are held to the 1 MiB header limit already; real
-/// maps are a few lines.
+/// GNU extension blocks are held to the reader's 1 MiB header limit already;
+/// real maps are a few lines.
 const MAX_MAP_BYTES: usize = 1 << 20;
 const BLOCK: usize = 512;
 

@@ -1,13 +1,11 @@
-//! Tarball input: one pass over the (decompressed) archive. File contents are
-//! copied to an unnamed spool file so layers can later be written in any
-//! order without reading the input again.
+//! Tarball input: one pass over the (decompressed) archive, read by
+//! [`tarread`]. File contents are copied to an unnamed spool file so layers
+//! can later be written in any order without reading the input again.
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-
-use tar::EntryType;
 
 use super::acl::{self, AclError};
 use super::catalog::Catalog;
@@ -15,28 +13,22 @@ use super::decompress::{self, Codec};
 use super::pax::{self, Pax};
 use super::sparse::{self, Sparse};
 use super::spool::Spool;
+use super::tarread::{Archive, Header, Kind, Member, TarError};
 use super::{
     Device, Entry, Inode, Meta, OnBytes, Rootfs, ScanOptions, SourceError, Stored, Warn, path,
 };
 
-/// Header data (pax records, GNU long names, old GNU sparse maps) one entry
-/// may carry. Real ones are a few hundred bytes; a bigger one is hostile or
-/// broken.
-const MAX_HEADER_BYTES: u64 = 1 << 20;
 const TOO_BIG: &str = "the archive decompresses to more than --max-size";
 
-/// Limits on the decompressed stream, checked as it is read.
+/// The --max-size limit on the decompressed stream, checked as it is read.
 struct Guard {
-    /// Most bytes the archive may decompress to (--max-size), sparse files
-    /// counted at their full size.
+    /// Most bytes the archive may decompress to, sparse files counted at
+    /// their full size.
     max_total: u64,
     total: Cell<u64>,
     /// The holes of sparse files so far: bytes the spool gets that the
     /// stream does not carry.
     holes: Cell<u64>,
-    /// Bytes read since the last entry that were not file content.
-    header: Cell<u64>,
-    in_content: Cell<bool>,
     tripped: Cell<Option<&'static str>>,
 }
 
@@ -46,15 +38,6 @@ impl Guard {
         self.total.set(total);
         if total.saturating_add(self.holes.get()) > self.max_total {
             return Err(self.trip(TOO_BIG));
-        }
-        if !self.in_content.get() {
-            let header = self.header.get() + n as u64;
-            self.header.set(header);
-            if header > MAX_HEADER_BYTES {
-                return Err(self.trip(
-                    "an entry carries over 1 MiB of header data (pax or long-name records)",
-                ));
-            }
         }
         Ok(())
     }
@@ -96,8 +79,6 @@ pub fn scan(
         max_total: opts.max_size,
         total: Cell::new(0),
         holes: Cell::new(0),
-        header: Cell::new(0),
-        in_content: Cell::new(false),
         tripped: Cell::new(None),
     };
     let stream = Guarded {
@@ -169,42 +150,29 @@ impl<'a> Reader<'a> {
         SourceError::new(self.input, format!("corrupt or truncated {what}: {e}"))
     }
 
+    /// What the reader found wrong, as the scan reports it.
+    fn tar_error(&self, e: TarError) -> SourceError {
+        match e {
+            TarError::Io(e) => self.corrupt(e),
+            TarError::Corrupt(why) => self.corrupt(why),
+            TarError::Limit(why) => SourceError::new(self.input, why),
+        }
+    }
+
     fn read_archive<R: Read>(
         &mut self,
         stream: Guarded<'a, R>,
     ) -> Result<Guarded<'a, R>, SourceError> {
-        let mut archive = tar::Archive::new(stream);
-        let mut end_of_last = 0u64;
+        let mut archive = Archive::new(stream);
         let mut count = 0u64;
-        {
-            let entries = archive.entries().map_err(|e| self.corrupt(e))?;
-            for entry in entries {
-                let mut entry = entry.map_err(|e| self.corrupt(e))?;
-                self.guard.header.set(0);
-                count += 1;
-                // Headers (old GNU sparse maps included) are read by now.
-                let data_start = self.guard.total.get();
-                let spooled = self.add(&mut entry)?;
-                // A sparse file's size is not what the archive stores: for
-                // files, what was read is.
-                let stored = if spooled {
-                    self.guard.total.get() - data_start
-                } else {
-                    entry.size()
-                };
-                end_of_last = data_start.saturating_add(stored.div_ceil(512).saturating_mul(512));
-            }
-        }
-        let stream = archive.into_inner();
-        // tar stops quietly at end of input; only the end-of-archive block
-        // proves the archive was not cut at an entry boundary.
-        if self.guard.total.get() < end_of_last + 512 {
-            return Err(self.corrupt("archive ends without its end-of-archive marker"));
+        while let Some(member) = archive.next().map_err(|e| self.tar_error(e))? {
+            count += 1;
+            self.add(&mut archive, member)?;
         }
         if count == 0 {
             return Err(SourceError::new(self.input, "the archive has no entries"));
         }
-        Ok(stream)
+        Ok(archive.into_inner())
     }
 
     /// Reads the rest of the stream so that the decompressor checks its
@@ -214,18 +182,26 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// Adds one entry; returns whether its content was read (spooled).
-    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<bool, SourceError> {
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            return Ok(false);
-        }
-        let pax = pax::read(entry);
+    /// Adds one member, reading its content if it is a file.
+    fn add<R: Read>(
+        &mut self,
+        archive: &mut Archive<R>,
+        member: Member,
+    ) -> Result<(), SourceError> {
+        let Member {
+            header,
+            kind,
+            path: raw_path,
+            link,
+            size,
+            pax,
+            old_sparse,
+        } = member;
+        let pax = pax::read(pax.iter());
         // Sparse 0.1 and 1.0 members carry a made-up name in the header.
-        let sparse_name = pax.as_ref().ok().and_then(|p| p.sparse.name());
-        let raw_path = match sparse_name {
+        let raw_path = match pax.as_ref().ok().and_then(|p| p.sparse.name()) {
             Some(name) => name.to_vec(),
-            None => entry.path_bytes().into_owned(),
+            None => raw_path,
         };
         let path = path::normalize(&raw_path).map_err(|e| {
             SourceError::new(
@@ -235,28 +211,40 @@ impl<'a> Reader<'a> {
         })?;
         let at = |reason: String| SourceError::at(self.input, &path, reason);
         let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
-        let mut meta = meta(entry.header(), &pax).map_err(|e| at(format!("bad header: {e}")))?;
+        let mut meta = meta(&header, &pax).map_err(|e| at(format!("bad header: {e}")))?;
         self.acls(&pax, kind, &path, &mut meta.xattrs).map_err(at)?;
         meta.xattrs.sort();
         meta.xattrs.dedup_by(|a, b| a.0 == b.0);
-        let sparse = pax
+        let sparse = match pax
             .sparse
             .resolve()
-            .map_err(|e| at(format!("bad sparse header: {e}")))?;
-        if sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
-            return Err(at(
-                "GNU.sparse records on an entry that is not a regular file".into(),
-            ));
-        }
-        let entry_val = match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let (size, offset) = self.spool_content(entry, sparse).map_err(|e| match e {
-                    SpoolError::Read(e) => self.corrupt(format!("{}: {e}", path::display(&path))),
-                    SpoolError::Write(e) => {
-                        SourceError::new(&self.opts.tmpdir, format!("writing the spool file: {e}"))
-                    }
-                    SpoolError::Bad(why) => at(why),
-                })?;
+            .map_err(|e| at(format!("bad sparse header: {e}")))?
+        {
+            Some(_) if kind != Kind::File => {
+                return Err(at(
+                    "GNU.sparse records on an entry that is not a regular file".into(),
+                ));
+            }
+            Some(s) => Some(s),
+            None => old_sparse.map(|old| Sparse {
+                real_size: old.real_size,
+                map: Some(old.map),
+            }),
+        };
+        let entry = match kind {
+            Kind::File | Kind::OldSparse => {
+                let (size, offset) = self
+                    .spool_content(&mut archive.data(), size, sparse)
+                    .map_err(|e| match e {
+                        SpoolError::Read(e) => {
+                            self.corrupt(format!("{}: {e}", path::display(&path)))
+                        }
+                        SpoolError::Write(e) => SourceError::new(
+                            &self.opts.tmpdir,
+                            format!("writing the spool file: {e}"),
+                        ),
+                        SpoolError::Bad(why) => at(why),
+                    })?;
                 let inode = self.catalog.add_inode(Inode {
                     meta,
                     size,
@@ -264,34 +252,34 @@ impl<'a> Reader<'a> {
                     digest: None,
                 });
                 self.spool.end_file(inode);
-                self.catalog.insert(path, Entry::File(inode))?;
-                return Ok(true);
+                Entry::File(inode)
             }
-            EntryType::Link => {
-                let raw = entry.link_name_bytes().unwrap_or_default().into_owned();
-                if raw.len() > path::MAX_PATH {
+            Kind::HardLink => {
+                if link.len() > path::MAX_PATH {
                     return Err(at("hardlink target is longer than 4096 bytes".into()));
                 }
-                let target = path::normalize(&raw)
-                    .map_err(|e| at(format!("hardlink target '{}': {e}", lossy(&raw))))?;
-                self.catalog.link(path, &target)?;
-                return Ok(false);
+                let target = path::normalize(&link)
+                    .map_err(|e| at(format!("hardlink target '{}': {e}", lossy(&link))))?;
+                return self.catalog.link(path, &target);
             }
-            EntryType::Symlink => {
-                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                if target.is_empty() {
+            Kind::Symlink => {
+                if link.is_empty() {
                     return Err(at("symlink with an empty target".into()));
                 }
-                if target.len() > path::MAX_PATH {
+                if link.len() > path::MAX_PATH {
                     return Err(at("symlink target is longer than 4096 bytes".into()));
                 }
-                Entry::Symlink { meta, target }
+                // Only a pax linkpath can hold one; no filesystem can.
+                if link.contains(&0) {
+                    return Err(at("symlink target contains a NUL byte".into()));
+                }
+                Entry::Symlink { meta, target: link }
             }
-            EntryType::Char | EntryType::Block => {
-                let h = entry.header();
-                let major = h.device_major().ok().flatten().unwrap_or(0);
-                let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                let kind = if kind == EntryType::Char {
+            Kind::Char | Kind::Block => {
+                let (major, minor) = header
+                    .device()
+                    .map_err(|e| at(format!("bad header: {e}")))?;
+                let kind = if kind == Kind::Char {
                     Device::Char
                 } else {
                     Device::Block
@@ -303,17 +291,16 @@ impl<'a> Reader<'a> {
                     minor,
                 }
             }
-            EntryType::Directory => Entry::Dir(meta),
-            EntryType::Fifo => Entry::Fifo(meta),
-            other => {
+            Kind::Dir => Entry::Dir(meta),
+            Kind::Fifo => Entry::Fifo(meta),
+            Kind::Other(flag) => {
                 return Err(at(format!(
                     "unsupported tar entry type '{}'",
-                    char::from(other.as_byte()).escape_default()
+                    char::from(flag).escape_default()
                 )));
             }
         };
-        self.catalog.insert(path, entry_val)?;
-        Ok(false)
+        self.catalog.insert(path, entry)
     }
 
     /// Converts bsdtar's textual ACLs to the xattrs Linux keeps them in; one
@@ -321,7 +308,7 @@ impl<'a> Reader<'a> {
     fn acls(
         &mut self,
         pax: &Pax,
-        entry: EntryType,
+        entry: Kind,
         path: &[u8],
         xattrs: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), String> {
@@ -338,9 +325,7 @@ impl<'a> Reader<'a> {
             let Some(text) = text else { continue };
             // What Linux can set: no ACL on a symlink, a default one only
             // on a directory.
-            if entry == EntryType::Symlink
-                || (kind == acl::Kind::Default && entry != EntryType::Directory)
-            {
+            if entry == Kind::Symlink || (kind == acl::Kind::Default && entry != Kind::Dir) {
                 return Err(format!("{key} on an entry that can't carry it"));
             }
             // GNU tar --xattrs stores the same ACL as this xattr already.
@@ -366,18 +351,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Hands a file's content to the spool, sparse files expanded; returns
-    /// its size and offset.
-    fn spool_content<R: Read>(
+    /// Hands a file's content (`stored` bytes in the archive) to the spool,
+    /// sparse files expanded; returns its size and offset.
+    fn spool_content(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
+        data: &mut impl Read,
+        stored: u64,
         sparse: Option<Sparse>,
     ) -> Result<(u64, u64), SpoolError> {
         let offset = self.spool.offset;
-        self.guard.in_content.set(true);
-        let result = self.copy_content(entry, sparse);
-        self.guard.in_content.set(false);
-        let (size, expected) = result?;
+        let (size, expected) = self.copy_content(data, stored, sparse)?;
         if size != expected {
             return Err(SpoolError::Read(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -388,35 +371,28 @@ impl<'a> Reader<'a> {
     }
 
     /// Returns the bytes spooled and the bytes there should be.
-    fn copy_content<R: Read>(
+    fn copy_content(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
+        data: &mut impl Read,
+        stored: u64,
         sparse: Option<Sparse>,
     ) -> Result<(u64, u64), SpoolError> {
-        let size = entry.size();
         let Some(sparse) = sparse else {
-            if entry.header().entry_type() == EntryType::GNUSparse {
-                // Old GNU: the tar crate expands it; `size` is the real one.
-                let stored = entry.header().entry_size().unwrap_or(size);
-                self.guard
-                    .expand(size.saturating_sub(stored))
-                    .map_err(SpoolError::Read)?;
-            }
-            return Ok((self.spool_from(entry, size)?, size));
+            return Ok((self.spool_from(data, stored)?, stored));
         };
         let (map, map_bytes) = match sparse.map {
             Some(map) => (map, 0),
-            None => sparse::read_map(entry, size).map_err(|e| match e {
+            None => sparse::read_map(data, stored).map_err(|e| match e {
                 sparse::MapError::Io(e) => SpoolError::Read(e),
                 sparse::MapError::Bad(why) => SpoolError::Bad(why),
             })?,
         };
-        let data = size.saturating_sub(map_bytes);
-        sparse::check(&map, sparse.real_size, data).map_err(SpoolError::Bad)?;
+        let in_archive = stored.saturating_sub(map_bytes);
+        sparse::check(&map, sparse.real_size, in_archive).map_err(SpoolError::Bad)?;
         self.guard
-            .expand(sparse.real_size.saturating_sub(data))
+            .expand(sparse.real_size.saturating_sub(in_archive))
             .map_err(SpoolError::Read)?;
-        let mut expanded = sparse::Expand::new(entry, map, sparse.real_size);
+        let mut expanded = sparse::Expand::new(data, map, sparse.real_size);
         let n = self.spool_from(&mut expanded, sparse.real_size)?;
         Ok((n, sparse.real_size))
     }
@@ -431,33 +407,38 @@ impl<'a> Reader<'a> {
 }
 
 /// An entry's metadata: its header, overridden by its pax records.
-fn meta(h: &tar::Header, pax: &Pax) -> io::Result<Meta> {
+fn meta(h: &Header, pax: &Pax) -> Result<Meta, String> {
     let uid = match pax.uid {
         Some(id) => id,
-        None => header_id("uid", &h.as_old().uid, h.uid())?,
+        None => header_id("uid", h.uid()?)?,
     };
     let gid = match pax.gid {
         Some(id) => id,
-        None => header_id("gid", &h.as_old().gid, h.gid())?,
+        None => header_id("gid", h.gid()?)?,
     };
-    let mtime = i64::try_from(h.mtime()?).unwrap_or(i64::MAX);
+    let mtime = match pax.mtime {
+        Some(t) => t,
+        // Beyond i64 only in base-256; saturate, as clamping will anyway.
+        None => {
+            let t = h.mtime()?;
+            i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
+        }
+    };
+    let mode = h.mode()?;
+    let mode = u64::try_from(mode).map_err(|_| format!("mode {mode} is out of range"))?;
     Ok(Meta {
-        mode: h.mode()? & 0o7777,
+        mode: (mode & 0o7777) as u32,
         uid: uid.into(),
         gid: gid.into(),
-        mtime: pax.mtime.unwrap_or(mtime),
+        mtime,
         xattrs: pax.xattrs.clone(),
     })
 }
 
-/// An owner id from its header field (octal, or GNU base-256 with the top
-/// bit set, where 0xff first means a negative number).
-fn header_id(what: &str, field: &[u8; 8], value: io::Result<u64>) -> io::Result<u32> {
-    if field[0] == 0xff {
-        let n = i64::from_be_bytes(*field);
-        return Err(pax::out_of_range(what, &n.to_string()));
-    }
-    pax::check_id(what, value?)
+/// An owner id from its header field (GNU base-256 may make it negative).
+fn header_id(what: &str, n: i128) -> Result<u32, String> {
+    let n = u64::try_from(n).map_err(|_| pax::out_of_range(what, &n.to_string()))?;
+    pax::check_id(what, n)
 }
 
 enum SpoolError {
