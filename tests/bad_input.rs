@@ -727,3 +727,58 @@ fn images_read_back_are_checked_before_use() {
     .unwrap();
     inspect_fails(&good, "does not match its digest");
 }
+
+/// A tar whose first header is a pax header holding `data` as it is, then
+/// a file.
+fn raw_pax_data(data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut x = tar::Header::new_ustar();
+    x.set_path("PaxHeaders/tool").unwrap();
+    x.set_entry_type(tar::EntryType::XHeader);
+    x.set_size(data.len() as u64);
+    x.set_cksum();
+    b.append(&x, data).unwrap();
+    let tar = pax_file(&[], b"#!", |_| {});
+    let mut out = b.into_inner().unwrap();
+    out.truncate(out.len() - 1024);
+    out.extend(tar);
+    out
+}
+
+#[test]
+fn malformed_pax_records_are_refused() {
+    // Records are framed by their length, which must be there and right;
+    // their values may hold anything (the file after them is fine).
+    let tmp = tempdir("bad");
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "overrun",
+            b"99 path=x\n",
+            "length 99 runs past the header's end",
+        ),
+        ("zero", b"0 path=x\n", "length 0 is too short"),
+        ("letters", b"ab path=x\n", "length 'ab' is not a number"),
+        ("cut", b"9 path=xy", "do not end in a newline"),
+    ];
+    for (name, data, needle) in cases {
+        let p = write(tmp.path(), &format!("{name}.tar"), &raw_pax_data(data));
+        let err = fails(tmp.path(), &p, &[], 1, needle);
+        assert!(
+            err.contains("corrupt or truncated tar archive: header at byte 0: bad pax record"),
+            "{err}"
+        );
+    }
+    let ok = write(
+        tmp.path(),
+        "newline.tar",
+        &raw_pax_data(b"31 SCHILY.xattr.user.nl=a\nb=c\n\n"),
+    );
+    let out = tmp.path().join("ok.tar");
+    run_ok(
+        rustimage()
+            .args(["build", "--squash", "-q", "--rootfs"])
+            .arg(&ok)
+            .arg("-o")
+            .arg(&out),
+    );
+}
