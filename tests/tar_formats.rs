@@ -183,9 +183,8 @@ fn acls_naming_users_without_ids_are_dropped_with_one_warning() {
     if !require_all(&["umoci"]) {
         return;
     }
-    // Made by hand: bsdtar adds the id to every name it writes, and GNU
-    // tar's --acls form (names alone) has newlines in its pax values, which
-    // the tar crate can't read yet.
+    // Made by hand: bsdtar adds the id to every name it writes (GNU tar's
+    // names-alone form is in gnu_tar_acl_text_is_converted).
     let tmp = tempdir("tar-formats");
     let mut b = tar::Builder::new(Vec::new());
     for name in ["a", "b"] {
