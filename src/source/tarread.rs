@@ -46,10 +46,14 @@
 //!   and pax wins over GNU long names); the caller reads the rest (owners,
 //!   mtime, xattrs, sparse maps, ACLs) from [`Member::pax`].
 //! - `g` (pax global): records for every later member. They are skipped, as
-//!   the scan always did; git archive's commit id is the usual content.
+//!   the scan always did (git archive's commit id is the usual content),
+//!   and drop any extension headers before them, as the `tar` crate and
+//!   Go's archive/tar do.
+//!
+//! These are recognised whatever the magic field says, as GNU tar does.
 //!
 //! Old GNU sparse members (`S`) carry their map in the header and, when
-//! `isextended` is set, in extension blocks of 21 entries each, which
+//! `isextended` is 1, in extension blocks of 21 entries each, which
 //! follow the header before the data. The map is returned with the member;
 //! the caller expands the holes. The pax sparse encodings are pax records
 //! (and, for 1.0, a map at the start of the data) and are the caller's too.
@@ -64,11 +68,11 @@ use std::ops::Range;
 
 use super::sparse::Segment;
 
-pub const BLOCK: usize = 512;
+const BLOCK: usize = 512;
 /// Header data (header blocks, pax records, GNU long names, old GNU sparse
 /// maps) one member may carry. Real ones are a few hundred bytes; a bigger
 /// one is hostile or broken.
-pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+const MAX_HEADER_BYTES: u64 = 1 << 20;
 const TOO_MUCH_HEADER: &str =
     "an entry carries over 1 MiB of header data (pax or long-name records)";
 
@@ -227,7 +231,7 @@ fn cstr(b: &[u8]) -> &[u8] {
 /// A numeric header field: GNU base-256 (bit 7 of the first byte set; the
 /// other bits a two's complement number, so it may be negative), else octal
 /// digits with optional surrounding spaces, ended by NUL or the field's end.
-pub fn field(what: &str, f: &[u8]) -> Result<i128, String> {
+fn field(what: &str, f: &[u8]) -> Result<i128, String> {
     if f.len() > 12 {
         return Err(format!("{what} field is longer than a header's"));
     }
@@ -245,9 +249,11 @@ pub fn field(what: &str, f: &[u8]) -> Result<i128, String> {
         return Ok(v);
     }
     let text = cstr(f).trim_ascii();
-    let shown = || text.escape_ascii().to_string();
     if text.is_empty() || !text.iter().all(|b| (b'0'..=b'7').contains(b)) {
-        return Err(format!("{what} field '{}' is not an octal number", shown()));
+        return Err(format!(
+            "{what} field '{}' is not an octal number",
+            text.escape_ascii()
+        ));
     }
     // 12 octal digits are 36 bits: no overflow.
     Ok(text
@@ -265,13 +271,14 @@ pub struct PaxRecords {
 
 impl PaxRecords {
     /// Parses a pax header's data, framing each record by its length.
-    pub fn parse(data: Vec<u8>) -> Result<PaxRecords, String> {
+    fn parse(data: Vec<u8>) -> Result<PaxRecords, String> {
         let mut records = Vec::new();
         let mut at = 0;
         while at < data.len() {
             let rest = &data[at..];
             let bad = |why: String| format!("bad pax record at byte {at} of its header: {why}");
-            // A record fits in 1 MiB: its length has at most 7 digits.
+            // A record fits in 1 MiB, so 7 digits; look a little further to
+            // tell a number too long from no number.
             let Some(space) = rest.iter().take(21).position(|&b| b == b' ') else {
                 return Err(bad("no length".into()));
             };
@@ -317,8 +324,8 @@ impl PaxRecords {
             .map(|(k, v)| (&self.data[k.clone()], &self.data[v.clone()]))
     }
 
-    /// The value of the last record of `key` with a non-empty value, unless
-    /// a later empty one deleted it.
+    /// The value of the last record of `key`; none if it is empty (an empty
+    /// value deletes the override).
     fn get(&self, key: &[u8]) -> Option<&[u8]> {
         let (_, v) = self
             .records
@@ -448,10 +455,7 @@ impl<R: Read> Archive<R> {
                     let data = self.extension(&header, &mut pending, at)?;
                     pending.long_link = Some(cstr(&data).to_vec());
                 }
-                // Global records are not applied (see the module doc). The
-                // header ends whatever extension headers came before it,
-                // which are dropped with it, as the `tar` crate and Go's
-                // archive/tar do.
+                // Skipped, and ends what came before (see the module doc).
                 b'g' => {
                     self.extension(&header, &mut pending, at)?;
                     pending = Pending::default();
