@@ -768,6 +768,19 @@ fn malformed_pax_records_are_refused() {
             "{err}"
         );
     }
+    // A name may hold a newline; the message stays one line.
+    let p = write(
+        tmp.path(),
+        "nl-name.tar",
+        &raw_tar(&[(b"../a\nb", tar::EntryType::Regular, b"", b"x")]),
+    );
+    fails(
+        tmp.path(),
+        &p,
+        &[],
+        1,
+        "entry '../a\\nb': path leaves the root",
+    );
     let ok = write(
         tmp.path(),
         "newline.tar",

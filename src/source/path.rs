@@ -86,13 +86,23 @@ pub fn parent(path: &[u8]) -> Option<&[u8]> {
     })
 }
 
-/// A path for messages: lossy UTF-8, `/` for the root.
+/// A canonical path for messages: `/` and the path (see [`raw`]).
 pub fn display(path: &[u8]) -> String {
-    if path.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{}", String::from_utf8_lossy(path))
+    format!("/{}", raw(path))
+}
+
+/// Any name for messages: lossy UTF-8, control characters escaped (a name
+/// may hold a newline; a message stays one line).
+pub fn raw(name: &[u8]) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(name).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -129,6 +139,14 @@ mod tests {
         v.sort_by(|a, b| cmp(a, b));
         let want: Vec<&[u8]> = vec![b"", b"a", b"a/b", b"a/b/c", b"a-c", b"a.d", b"b"];
         assert_eq!(v, want);
+    }
+
+    #[test]
+    fn displays_one_line() {
+        assert_eq!(display(b""), "/");
+        assert_eq!(display(b"etc/a\nb\tc"), "/etc/a\\nb\\tc");
+        assert_eq!(display(b"\xff\xfename"), "/\u{fffd}\u{fffd}name");
+        assert_eq!(raw(b"./a\rb"), "./a\\rb");
     }
 
     #[test]

@@ -204,10 +204,7 @@ impl<'a> Reader<'a> {
             None => raw_path,
         };
         let path = path::normalize(&raw_path).map_err(|e| {
-            SourceError::new(
-                self.input,
-                format!("entry '{}': {e}", String::from_utf8_lossy(&raw_path)),
-            )
+            SourceError::new(self.input, format!("entry '{}': {e}", path::raw(&raw_path)))
         })?;
         let at = |reason: String| SourceError::at(self.input, &path, reason);
         let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
@@ -259,7 +256,7 @@ impl<'a> Reader<'a> {
                     return Err(at("hardlink target is longer than 4096 bytes".into()));
                 }
                 let target = path::normalize(&link)
-                    .map_err(|e| at(format!("hardlink target '{}': {e}", lossy(&link))))?;
+                    .map_err(|e| at(format!("hardlink target '{}': {e}", path::raw(&link))))?;
                 return self.catalog.link(path, &target);
             }
             Kind::Symlink => {
@@ -446,10 +443,6 @@ enum SpoolError {
     Write(io::Error),
     /// The archive is readable but describes something wrong.
     Bad(String),
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The decompressed stream, read through the [`Guard`].

@@ -536,7 +536,7 @@ impl<R: Read> Archive<R> {
             (None, Some(long)) => long,
             (None, None) => header.link().to_vec(),
         };
-        let shown = String::from_utf8_lossy(&path[..path.len().min(200)]).into_owned();
+        let shown = super::path::raw(&path[..path.len().min(200)]);
         let corrupt =
             |why: String| TarError::Corrupt(format!("'{shown}' (header at byte {at}): {why}"));
         let size = match pax.get(b"size") {
