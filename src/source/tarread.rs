@@ -536,9 +536,11 @@ impl<R: Read> Archive<R> {
             (None, Some(long)) => long,
             (None, None) => header.link().to_vec(),
         };
-        let shown = super::path::raw(&path[..path.len().min(200)]);
-        let corrupt =
-            |why: String| TarError::Corrupt(format!("'{shown}' (header at byte {at}): {why}"));
+        // Shown only when something is wrong: most members never need it.
+        let corrupt = |why: String| {
+            let shown = super::path::raw(&path[..path.len().min(200)]);
+            TarError::Corrupt(format!("'{shown}' (header at byte {at}): {why}"))
+        };
         let size = match pax.get(b"size") {
             Some(v) => decimal(v).ok_or_else(|| {
                 corrupt(format!(
