@@ -421,3 +421,84 @@ fn gnu_tar_acl_text_is_converted() {
         vec![b"system.posix_acl_access".to_vec()]
     );
 }
+
+/// An xattr named twice in one member's pax records keeps its last value,
+/// as extraction leaves it (each record overwrites the one before).
+#[test]
+fn an_xattr_given_twice_keeps_its_last_value() {
+    if !require_all(&["tar", "getfattr"]) {
+        return;
+    }
+    let tmp = tempdir("tar-formats");
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.twice", &b"zzz first"[..]),
+        ("SCHILY.xattr.user.twice", &b"aaa last"[..]),
+    ])
+    .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("file").unwrap();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(2);
+    h.set_cksum();
+    b.append(&h, &b"hi"[..]).unwrap();
+    let archive = tmp.path().join("twice.tar");
+    std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+
+    // What GNU tar leaves on disk is the reference.
+    let extracted = tmp.path().join("extracted");
+    std::fs::create_dir(&extracted).unwrap();
+    run_ok(
+        std::process::Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-xf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&extracted),
+    );
+    let want = read_xattrs(&extracted.join("file"));
+    assert_eq!(want[&b"user.twice"[..]], b"aaa last");
+
+    let layout = tmp.path().join("layout");
+    run_ok(
+        rustimage()
+            .args(["build", "--squash", "-q", "--tag", "t:1", "--rootfs"])
+            .arg(&archive)
+            .arg("--oci-dir")
+            .arg(&layout),
+    );
+    let tar = single_layer_tar(&layout);
+    let mut a = tar::Archive::new(&tar[..]);
+    let mut seen = None;
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with("file") {
+            for rec in e.pax_extensions().unwrap().unwrap() {
+                let rec = rec.unwrap();
+                if rec.key().unwrap() == "SCHILY.xattr.user.twice" {
+                    seen = Some(rec.value_bytes().to_vec());
+                }
+            }
+        }
+    }
+    assert_eq!(seen.as_deref(), Some(&b"aaa last"[..]));
+}
+
+/// The uncompressed tar of a one-layer image in an OCI layout.
+fn single_layer_tar(layout: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let json = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let blob = |d: &serde_json::Value| layout.join("blobs/sha256").join(&d.as_str().unwrap()[7..]);
+    let index = json(layout.join("index.json"));
+    let manifest = json(blob(&index["manifests"][0]["digest"]));
+    let gz = std::fs::read(blob(&manifest["layers"][0]["digest"])).unwrap();
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}

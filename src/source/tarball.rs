@@ -210,7 +210,11 @@ impl<'a> Reader<'a> {
         let pax = pax.map_err(|e| at(format!("bad header: {e}")))?;
         let mut meta = meta(&header, &pax).map_err(|e| at(format!("bad header: {e}")))?;
         self.acls(&pax, kind, &path, &mut meta.xattrs).map_err(at)?;
-        meta.xattrs.sort();
+        // A name given twice keeps its last value, as extraction would set
+        // it: reversed, a stable sort puts the last one first, and dedup
+        // keeps the first of each run.
+        meta.xattrs.reverse();
+        meta.xattrs.sort_by(|a, b| a.0.cmp(&b.0));
         meta.xattrs.dedup_by(|a, b| a.0 == b.0);
         let sparse = match pax
             .sparse
