@@ -432,8 +432,8 @@ fn an_xattr_given_twice_keeps_its_last_value() {
     let tmp = tempdir("tar-formats");
     let mut b = tar::Builder::new(Vec::new());
     b.append_pax_extensions([
-        ("SCHILY.xattr.user.twice", &b"zzz first"[..]),
-        ("SCHILY.xattr.user.twice", &b"aaa last"[..]),
+        ("SCHILY.xattr.user.twice", &b"aaa first"[..]),
+        ("SCHILY.xattr.user.twice", &b"zzz last"[..]),
     ])
     .unwrap();
     let mut h = tar::Header::new_ustar();
@@ -459,7 +459,7 @@ fn an_xattr_given_twice_keeps_its_last_value() {
             .arg(&extracted),
     );
     let want = read_xattrs(&extracted.join("file"));
-    assert_eq!(want[&b"user.twice"[..]], b"aaa last");
+    assert_eq!(want[&b"user.twice"[..]], b"zzz last");
 
     let layout = tmp.path().join("layout");
     run_ok(
@@ -483,7 +483,7 @@ fn an_xattr_given_twice_keeps_its_last_value() {
             }
         }
     }
-    assert_eq!(seen.as_deref(), Some(&b"aaa last"[..]));
+    assert_eq!(seen.as_deref(), Some(&b"zzz last"[..]));
 }
 
 /// The uncompressed tar of a one-layer image in an OCI layout.
