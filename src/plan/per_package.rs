@@ -164,6 +164,7 @@ pub fn plan(
             nodes,
             created_by: format!("rustimage: {label}"),
             comment: Some(format!("packages: {}", list.join(", "))),
+            packages: members.iter().map(|&m| owners[m].name.clone()).collect(),
         });
     }
     // The final layer: what no package layer holds.
@@ -174,6 +175,7 @@ pub fn plan(
         nodes: with_parents(rootfs, &rest),
         created_by: FINAL.to_string(),
         comment: None,
+        packages: Vec::new(),
     });
     Ok(layers)
 }
