@@ -513,3 +513,114 @@ fn parse<T: serde::de::DeserializeOwned>(store: &Store, doc: &Blob) -> Result<T,
 fn show(s: &str) -> String {
     s.chars().take(80).flat_map(char::escape_default).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{Descriptor, referrer};
+
+    /// A layout directory of one image (config, no layers); returns the
+    /// image manifest's descriptor.
+    fn layout(dir: &Path) -> Descriptor {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |b: &Blob| {
+            std::fs::write(dir.join(b.digest.blob_path()), b.in_memory().unwrap()).unwrap()
+        };
+        let config = Blob::bytes(
+            media::CONFIG,
+            br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+        );
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media::MANIFEST.into()),
+            artifact_type: None,
+            config: config.descriptor(),
+            layers: Vec::new(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        let manifest = Blob::bytes(media::MANIFEST, canonical(&manifest));
+        put(&config);
+        put(&manifest);
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(media::INDEX.into()),
+            manifests: vec![manifest.descriptor()],
+            annotations: Default::default(),
+        };
+        std::fs::write(dir.join("index.json"), canonical(&index)).unwrap();
+        manifest.descriptor()
+    }
+
+    fn attach(dir: &Path, subject: &Descriptor, content: &[u8]) -> Blob {
+        let content = Blob::bytes("application/spdx+json", content.to_vec());
+        let doc = referrer::artifact(subject, &content, None, None);
+        for b in [&content, &doc, &referrer::empty()] {
+            std::fs::write(dir.join(b.digest.blob_path()), b.in_memory().unwrap()).unwrap();
+        }
+        doc
+    }
+
+    #[test]
+    fn referrers_are_found_by_subject_and_others_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = layout(tmp.path());
+        let sbom = attach(tmp.path(), &image, b"{\"spdxVersion\":\"SPDX-2.3\"}");
+        // A referrer of the SBOM's referrer (a signature, say), and one of
+        // an image that is not here.
+        let signature = attach(tmp.path(), &sbom.descriptor(), b"{\"sig\":1}");
+        let stranger = Descriptor::new(media::MANIFEST, Digest::of(b"elsewhere"), 9);
+        attach(tmp.path(), &stranger, b"{\"x\":2}");
+        let set = read(tmp.path()).unwrap();
+        let listed: Vec<Digest> = set
+            .referrers(&image.digest)
+            .iter()
+            .map(|d| d.digest)
+            .collect();
+        assert_eq!(listed, vec![sbom.digest]);
+        assert_eq!(
+            set.referrers(&image.digest)[0].artifact_type.as_deref(),
+            Some("application/spdx+json")
+        );
+        let signed: Vec<Digest> = set
+            .referrers(&sbom.digest)
+            .iter()
+            .map(|d| d.digest)
+            .collect();
+        assert_eq!(signed, vec![signature.digest]);
+        assert!(set.referrers(&stranger.digest).is_empty());
+        assert_eq!(set.entries.len(), 1);
+
+        // A referrer whose content is missing makes the layout unreadable.
+        let content = Blob::bytes(
+            "application/spdx+json",
+            b"{\"spdxVersion\":\"SPDX-2.3\"}".to_vec(),
+        );
+        std::fs::remove_file(tmp.path().join(content.digest.blob_path())).unwrap();
+        let e = read(tmp.path()).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("is missing"), "{e}");
+    }
+
+    #[test]
+    fn the_search_is_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        layout(tmp.path());
+        for i in 0..=MAX_CANDIDATES {
+            let b = format!("{{\"n\":{i}}}");
+            let d = Digest::of(b.as_bytes());
+            std::fs::write(tmp.path().join(d.blob_path()), b).unwrap();
+        }
+        let e = read(tmp.path()).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("small JSON blobs"), "{e}");
+        // Big or non-JSON blobs are not looked at.
+        let tmp = tempfile::tempdir().unwrap();
+        layout(tmp.path());
+        for i in 0..=MAX_CANDIDATES {
+            let b = format!("[{i}]");
+            let d = Digest::of(b.as_bytes());
+            std::fs::write(tmp.path().join(d.blob_path()), b).unwrap();
+        }
+        assert!(read(tmp.path()).is_ok());
+    }
+}
