@@ -75,11 +75,18 @@ pub fn finish(
                 "present": report.present,
                 "mounted": report.mounted,
                 "docker_media_types": report.docker_types,
+                "referrers": report.referrers,
             })
         );
     }
+    let referrers = match report.via {
+        Some(via) if report.referrers > 0 => {
+            format!(" and {} referrer(s), {via}", report.referrers)
+        }
+        _ => String::new(),
+    };
     progress.done(&format!(
-        "pushed {target}@{} ({} uploaded, {} already there, {} mounted)",
+        "pushed {target}@{} ({} uploaded, {} already there, {} mounted){referrers}",
         report.digest, report.uploaded, report.present, report.mounted
     ));
     Ok(())
