@@ -274,9 +274,14 @@ pub fn attach(
     let mut attached = Vec::new();
     for (content, title) in contents {
         let doc = referrer::artifact(&subject, content, title.as_deref(), created.as_deref());
-        let manifest: oci::Manifest =
-            serde_json::from_slice(doc.in_memory().unwrap_or_default())
-                .map_err(|e| RegistryError::new(format!("internal error: {e}")))?;
+        let bytes = doc.in_memory().ok_or_else(|| {
+            RegistryError::new(format!(
+                "internal error: referrer {} not in memory",
+                doc.digest
+            ))
+        })?;
+        let manifest: oci::Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| RegistryError::new(format!("internal error: {e}")))?;
         attached.push(Attached {
             subject: subject.digest,
             listing: referrer::listing(&doc, &manifest),

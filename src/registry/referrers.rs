@@ -56,8 +56,12 @@ pub fn put(up: &Uploader<'_>, referrers: &[Attached]) -> Result<Via, RegistryErr
     let mut unlisted: BTreeMap<Digest, Vec<Descriptor>> = BTreeMap::new();
     let mut via = Via::Api;
     for r in referrers {
-        let bytes = r.manifest.in_memory().unwrap_or_default();
         let digest = r.manifest.digest.to_string();
+        let Some(bytes) = r.manifest.in_memory() else {
+            return Err(RegistryError::new(format!(
+                "referrer {digest} was not read into memory"
+            )));
+        };
         let resp = up.manifest(&digest, media::MANIFEST, bytes)?;
         if !(200..300).contains(&resp.status) {
             return Err(up.explain(
