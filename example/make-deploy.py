@@ -67,6 +67,23 @@ class F:
         self.target = target
 
 
+# Recipe licenses as OE spells LICENSE (releases before 2026 join with & and
+# |; master writes SPDX AND/OR). ipk controls carry them as License, rpms as
+# License, pkgdata as LICENSE; OE's debs do not (package_deb has no field).
+RECIPE_LICENSES = {
+    "base-files": "GPL-2.0-only",
+    "base-passwd": "GPL-2.0-or-later",
+    "glibc": "GPL-2.0-only & LGPL-2.1-or-later",
+    "busybox": "GPL-2.0-only & bzip2-1.0.6",
+    "zlib": "Zlib",
+    "e2fsprogs": "GPL-2.0-only",
+    "netbase": "GPL-2.0-only",
+    "iputils": "BSD-3-Clause & GPL-2.0-or-later",
+    "sudo": "ISC & BSD-3-Clause & BSD-2-Clause & Zlib",
+    "app-data": "Proprietary",
+}
+
+
 class Pkg:
     def __init__(self, name, recipe, arch, pkgv, pkgr="r0", files=(), depends=(), pn_name=None):
         self.name = name  # final (renamed) package name
@@ -80,6 +97,10 @@ class Pkg:
     @property
     def version(self):
         return f"{self.pkgv}-{self.pkgr}"
+
+    @property
+    def license(self):
+        return RECIPE_LICENSES.get(self.recipe, "MIT")
 
 
 def static_elf(path):
@@ -316,7 +337,7 @@ def compress_zstd(data):
 def write_ipk(pkg, feed):
     fields = [("Package", pkg.name), ("Version", pkg.version), ("Description", pkg.name),
               ("Section", "base"), ("Priority", "optional"), ("Maintainer", "OE"),
-              ("License", "MIT"), ("Architecture", pkg.arch), ("OE", pkg.recipe),
+              ("License", pkg.license), ("Architecture", pkg.arch), ("OE", pkg.recipe),
               ("Source", f"{pkg.recipe}.bb")]
     if pkg.depends:
         fields.append(("Depends", ", ".join(f"{d} (>= 0)" for d in pkg.depends)))
@@ -381,7 +402,7 @@ def write_rpms(pkgs, feed, work):
         main = next((p for p in members if p.name == recipe), None)
         first = main or members[0]
         spec = [f"Name: {recipe}", f"Version: {first.pkgv}", f"Release: {first.pkgr}",
-                "Summary: x", "License: MIT"]
+                "Summary: x", f"License: {first.license}"]
         if arch == "noarch":
             spec.append("BuildArch: noarch")
         if main:
@@ -439,7 +460,8 @@ def write_pkgdata(pkgs, pkgdata):
             elif f.kind == "symlink" and not f.to_dir:
                 files["/" + f.path] = len(f.target)
         deps = " ".join(f"{by_final[d].runtime} (>= 0)" if d in by_final else d for d in p.depends)
-        lines = [f"PN: {p.recipe}", f"PKGV: {p.pkgv}", f"PKGR: {p.pkgr}", f"PKG:{rt}: {p.name}",
+        lines = [f"PN: {p.recipe}", f"LICENSE: {p.license}", f"PKGV: {p.pkgv}", f"PKGR: {p.pkgr}",
+                 f"PKG:{rt}: {p.name}",
                  f"RDEPENDS:{rt}: {deps}", f"FILES_INFO:{rt}: {json.dumps(files, sort_keys=True)}"]
         with open(os.path.join(runtime, rt), "w") as out:
             out.write("\n".join(lines) + "\n")

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{oci, packages, plan, registry, source};
+use crate::{oci, packages, plan, registry, sbom, source};
 
 /// A scratch file holding `data` (parsers that take paths read it back).
 fn scratch(data: &[u8], name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
@@ -56,14 +56,14 @@ pub fn package(data: &[u8]) -> bool {
 }
 
 /// The small text formats: image manifest, pkgdata runtime file, layer
-/// rules, image references, WWW-Authenticate headers. The first byte picks
-/// which.
+/// rules, image references, WWW-Authenticate headers, SBOMs told apart by
+/// content. The first byte picks which.
 pub fn text_inputs(data: &[u8]) -> bool {
     let Some((&which, rest)) = data.split_first() else {
         return false;
     };
     let text = String::from_utf8_lossy(rest);
-    match which % 5 {
+    match which % 6 {
         0 => scratch(rest, "image.manifest")
             .is_some_and(|(_d, p)| packages::read_manifest(&p).is_ok()),
         1 => scratch(rest, "runtime-pkg")
@@ -73,12 +73,14 @@ pub fn text_inputs(data: &[u8]) -> bool {
             let a = oci::Reference::parse(&text).is_ok();
             registry::Target::parse(&text).is_ok() && a
         }
-        _ => !registry::auth::parse_challenges(&text).is_empty(),
+        4 => !registry::auth::parse_challenges(&text).is_empty(),
+        _ => sbom::kind::detect_in(rest).is_ok(),
     }
 }
 
 /// An image archive (or its index.json) read back as `inspect` and
-/// `push` read it; nothing is sent anywhere.
+/// `push` read it, referrers (attached SBOMs) included; nothing is sent
+/// anywhere.
 pub fn image_layout(data: &[u8]) -> bool {
     let Some((_dir, path)) = scratch(data, "image.tar") else {
         return false;

@@ -6,7 +6,8 @@
 //! source (rootfs entries) -> plan (entries to layers) -> layers (tar,
 //! compress, hash) -> image (config, manifest, index) -> sinks (archive,
 //! OCI dir) and registry (push). [`packages`] and [`ownership`] say which
-//! package ships which path; [`cmd`] is the command layer above it all,
+//! package ships which path; [`sbom`] describes the image's packages and
+//! recognises SBOMs attached to it; [`cmd`] is the command layer above it all,
 //! and `main.rs` only parses the command line and sets the exit code.
 
 // Input must never reach a panic: no unwrap/expect outside tests.
@@ -26,5 +27,6 @@ pub mod packages;
 pub mod plan;
 pub mod progress;
 pub mod registry;
+pub mod sbom;
 pub mod sinks;
 pub mod source;

@@ -18,8 +18,8 @@ pub struct Sources<'a> {
     pub cache: Option<&'a Cache>,
 }
 
-/// Bumped when what is kept of a package changes.
-const CACHE_FORMAT: &str = "owner-v1";
+/// Bumped when what is kept of a package changes (v2: the license).
+const CACHE_FORMAT: &str = "owner-v2";
 
 /// The owners of the manifest's packages, in manifest order. Packages found
 /// nowhere are reported to `warn` and left out (their files end up in the
@@ -85,7 +85,14 @@ fn read_one(
     cache: Option<&Cache>,
 ) -> Result<Option<Owner>, packages::PackageError> {
     if let Some(file) = feeds.find(line) {
-        return read_cached(&file, cache).map(Some);
+        let mut o = read_cached(&file, cache)?;
+        // OE's debs carry no License field; pkgdata has it.
+        if o.license.is_none()
+            && let Some(runtime) = pkgdata.and_then(|d| packages::find_pkgdata(d, &line.name))
+        {
+            o.license = packages::pkgdata_license(&runtime);
+        }
+        return Ok(Some(o));
     }
     if let Some(runtime) = pkgdata.and_then(|d| packages::find_pkgdata(d, &line.name)) {
         let p = packages::read_pkgdata_runtime(&runtime)?;
@@ -156,6 +163,7 @@ fn owner(p: Package) -> Owner {
         .collect();
     Owner {
         recipe: p.recipe.clone().unwrap_or_else(|| p.name.clone()),
+        license: p.license,
         name: p.name,
         version: p.version,
         depends: p.depends,

@@ -218,6 +218,28 @@ fn docker_import_save_load_export() {
     run_ok(d.docker(["rmi", tag]));
 }
 
+#[test]
+fn containerd_imports_a_saved_image() {
+    if !docker_tools() || !require("ctr") {
+        return;
+    }
+    let d = docker();
+    let tmp = tempdir();
+    let tag = "rustimage-harness/ctr:1";
+    let (_, tar, saved) = docker_saved_image(d, tmp.path(), tag);
+    let c = Containerd::start();
+    let names = c.import(&saved);
+    assert_eq!(names, vec![format!("docker.io/{tag}")], "{}", c.log());
+    let check = run_stdout(c.ctr(["images", "check"]));
+    assert!(check.contains("complete (2/2)"), "{check}");
+    // The saved layer (the imported tarball, byte for byte) is in its
+    // content store.
+    let layer = format!("sha256:{}", sha256_file(&tar));
+    let content = run_stdout(c.ctr(["content", "ls", "-q"]));
+    assert!(content.lines().any(|l| l == layer), "{layer} in\n{content}");
+    run_ok(d.docker(["rmi", tag]));
+}
+
 /// `docker save` of an imported image is a v1.2 docker-archive whose one
 /// layer is byte-for-byte the uncompressed tarball given to `docker
 /// import` (tar-split keeps the original headers, PAX xattrs included).

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::cli::BuildArgs;
-use super::{Error, write_outputs};
-use crate::oci::{ImageConfig, ImageSet, Manifest};
+use super::cli::{BuildArgs, SbomSource, UsageError};
+use super::{Error, attach, write_outputs};
+use crate::oci::{Blob, ImageConfig, ImageSet, Manifest};
 use crate::progress::Progress;
-use crate::{deploy, image, layers, ownership, plan, source};
+use crate::{deploy, image, layers, ownership, packages, plan, sbom, source};
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let push_target = args.outputs.check()?;
@@ -40,6 +40,22 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         })
         .transpose()?;
     let per_package = !args.squash && args.max_layers > 1 && inputs.manifest.is_some();
+    let sources = args.sbom_sources()?;
+    let generate = sources.contains(&SbomSource::Generate);
+    if generate && inputs.manifest.is_none() {
+        return Err(UsageError(
+            "--sbom generate needs the image's package list: give --deploy-dir (or --manifest)"
+                .into(),
+        )
+        .into());
+    }
+    // SBOM files are checked (and copied) before any work.
+    let mut sboms = Vec::new();
+    for s in &sources {
+        if let SbomSource::File(p) = s {
+            sboms.push(attach::sbom_blob(p, &workdir)?);
+        }
+    }
     let timer = Timer::new();
 
     let scan = source::ScanOptions {
@@ -47,7 +63,8 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
         tmpdir: workdir.clone(),
         max_size: args.max_size,
     };
-    let (owners, rootfs) = read(&inputs, per_package, &scan, cache.as_ref(), jobs, &progress)?;
+    let with_owners = per_package || generate;
+    let (owners, rootfs) = read(&inputs, with_owners, &scan, cache.as_ref(), jobs, &progress)?;
     timer.mark("inputs read");
     let plans = if per_package {
         plan::per_package(&rootfs, &owners, &rules, usize::from(args.max_layers))?
@@ -73,7 +90,21 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     bar.finish_and_clear();
     timer.mark("layers written");
 
-    let set = image::assemble(&spec, created, &plans, built)?;
+    let mut set = image::assemble(&spec, created, &plans, built)?;
+    if generate || !sboms.is_empty() {
+        let (subject, _) = attach::only_entry(&set).map_err(|_| Error::Internal("no image"))?;
+        let when = image::rfc3339(created)?;
+        let mut contents = Vec::new();
+        if generate {
+            let manifest = inputs
+                .manifest
+                .as_deref()
+                .ok_or(Error::Internal("no manifest"))?;
+            contents.push(generated(&set, &spec, &when, manifest, &owners, &plans)?);
+        }
+        contents.append(&mut sboms);
+        attach::attach_to(&mut set, &subject, &contents, Some(&when))?;
+    }
     let mtime = u64::try_from(created).unwrap_or(0);
     write_outputs(&set, &args.outputs, push_target.as_ref(), mtime, &progress)?;
     timer.mark("outputs written");
@@ -132,11 +163,54 @@ impl Inputs {
     }
 }
 
-/// Reads the package lists and the rootfs, both at once: they are
-/// independent.
+/// The SPDX SBOM of the image just assembled, titled after its name.
+fn generated(
+    set: &ImageSet,
+    spec: &image::Spec,
+    created: &str,
+    manifest_file: &Path,
+    owners: &[plan::Owner],
+    plans: &[plan::LayerPlan],
+) -> Result<(Blob, Option<String>), Error> {
+    let entry = set
+        .entries
+        .first()
+        .ok_or(Error::Internal("the built image has no entry"))?;
+    let manifest: Manifest = set.doc(&entry.digest)?;
+    let config: ImageConfig = set.doc(&manifest.config.digest)?;
+    let layers: Vec<_> = manifest
+        .layers
+        .iter()
+        .map(|l| l.digest)
+        .zip(config.rootfs.diff_ids.iter().copied())
+        .collect();
+    let lines = packages::read_manifest(manifest_file)?;
+    let name = spec.tags.first().map(|t| t.to_string());
+    let facts = sbom::ImageFacts {
+        name: name.as_deref(),
+        manifest: entry.digest,
+        created,
+        arch: &spec.arch,
+    };
+    let doc = sbom::spdx::document(&facts, &sbom::packages(&lines, owners, plans, &layers));
+    // `reg:5000/team/name:tag` -> `name`.
+    let title = name
+        .as_deref()
+        .and_then(|n| n.rsplit_once(':'))
+        .and_then(|(n, _)| n.rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("sbom");
+    Ok((
+        Blob::bytes(sbom::kind::SPDX, doc),
+        Some(format!("{title}.spdx.json")),
+    ))
+}
+
+/// Reads the package lists (when `with_owners`) and the rootfs, both at
+/// once: they are independent.
 fn read(
     inputs: &Inputs,
-    per_package: bool,
+    with_owners: bool,
     scan: &source::ScanOptions,
     cache: Option<&layers::Cache>,
     jobs: usize,
@@ -145,7 +219,7 @@ fn read(
     let warn = |m: String| progress.warn(&m);
     let (owners, rootfs) = std::thread::scope(|s| {
         let owners = s.spawn(|| -> Result<Vec<plan::Owner>, Error> {
-            let Some(manifest) = inputs.manifest.as_deref().filter(|_| per_package) else {
+            let Some(manifest) = inputs.manifest.as_deref().filter(|_| with_owners) else {
                 return Ok(Vec::new());
             };
             let src = ownership::Sources {
@@ -248,12 +322,17 @@ fn summary(set: &ImageSet) -> Result<serde_json::Value, Error> {
             })
         })
         .collect::<Vec<_>>();
-    Ok(json!({
+    let mut out = json!({
         "tags": set.entries.iter().filter_map(|e| e.ref_name()).collect::<Vec<_>>(),
         "manifest": entry.digest,
         "config": manifest.config.digest,
         "layers": layers,
-    }))
+    });
+    let referrers = set.referrers(&entry.digest);
+    if !referrers.is_empty() {
+        out["referrers"] = json!(referrers);
+    }
+    Ok(out)
 }
 
 /// Phase times on stderr when RUSTIMAGE_TIMINGS is set (for profiling and

@@ -32,6 +32,9 @@ pub enum Command {
     Push(PushArgs),
     /// Combine images for several machines into one multi-platform index.
     Index(IndexArgs),
+    /// Attach SBOMs to an image (archive, OCI layout or registry image) as
+    /// OCI referrers.
+    Attach(AttachArgs),
 }
 
 /// How to reach a registry (shared by push, build --push and index --push).
@@ -167,6 +170,36 @@ pub struct InspectArgs {
     /// Print the manifest and config as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print an attached SBOM, byte for byte: the only one, or
+    /// `--sbom=DIGEST` (its referrer's or its own), or `--sbom=TYPE`
+    /// (spdx, spdx3, cyclonedx or a media type).
+    #[arg(long, value_name = "DIGEST|TYPE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "")]
+    pub sbom: Option<String>,
+    /// Write the SBOM `--sbom` picks to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub sbom_out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// An image archive or OCI layout directory (changed in place: the
+    /// SBOMs are added as blobs, index.json stays as it is), or, when no
+    /// such path exists, a registry image [HOST[:PORT]/]PATH/NAME[:TAG|@DIGEST].
+    #[arg(value_name = "IMAGE|REF")]
+    pub image: String,
+    /// SBOM file to attach: SPDX 2 JSON, SPDX 3 JSON-LD or CycloneDX JSON,
+    /// told by its content (repeatable).
+    #[arg(long = "sbom", value_name = "FILE", required = true)]
+    pub sboms: Vec<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// No progress output; only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print what was attached as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -216,6 +249,12 @@ pub struct BuildArgs {
     /// are taken from it instead of compressed again.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Attach an SBOM to the image as an OCI referrer (repeatable): a file
+    /// (SPDX 2 JSON, SPDX 3 JSON-LD or CycloneDX JSON, told by content), or
+    /// `generate` for an SPDX 2.3 SBOM of the image's packages (needs the
+    /// image manifest: --deploy-dir or --manifest).
+    #[arg(long = "sbom", value_name = "FILE|generate")]
+    pub sboms: Vec<PathBuf>,
 
     #[command(flatten)]
     pub outputs: Outputs,
@@ -316,7 +355,34 @@ fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
+/// What `build --sbom` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SbomSource {
+    /// The SBOM rustimage writes of the image.
+    Generate,
+    File(PathBuf),
+}
+
 impl BuildArgs {
+    /// The `--sbom` values, `generate` at most once.
+    pub fn sbom_sources(&self) -> Result<Vec<SbomSource>, UsageError> {
+        let out: Vec<SbomSource> = self
+            .sboms
+            .iter()
+            .map(|p| {
+                if p.as_os_str() == "generate" {
+                    SbomSource::Generate
+                } else {
+                    SbomSource::File(p.clone())
+                }
+            })
+            .collect();
+        if out.iter().filter(|s| **s == SbomSource::Generate).count() > 1 {
+            return Err(usage("--sbom generate: give it once"));
+        }
+        Ok(out)
+    }
+
     pub fn compression(&self) -> Result<(Compression, i32), UsageError> {
         let c = match self.compression {
             CompressionArg::Gzip => Compression::Gzip,

@@ -4,6 +4,7 @@
 
 pub mod cli;
 
+mod attach;
 mod build;
 mod index;
 mod inspect;
@@ -27,6 +28,7 @@ pub fn run(cli: &cli::Cli) -> Result<(), Error> {
         cli::Command::Inspect(args) => inspect::run(args),
         cli::Command::Push(args) => push::run(args),
         cli::Command::Index(args) => index::run(args),
+        cli::Command::Attach(args) => attach::run(args),
     }
 }
 
@@ -104,6 +106,7 @@ pub enum Error {
     Set(crate::oci::SetError),
     Output(crate::sinks::OutputError),
     Registry(crate::registry::RegistryError),
+    Sbom(crate::sbom::SbomError),
     /// A bug: what should not happen did.
     Internal(&'static str),
 }
@@ -147,6 +150,7 @@ impl fmt::Display for Error {
             Error::Set(e) => e.fmt(f),
             Error::Output(e) => e.fmt(f),
             Error::Registry(e) => e.fmt(f),
+            Error::Sbom(e) => e.fmt(f),
             Error::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
@@ -167,6 +171,7 @@ impl std::error::Error for Error {
             Error::Set(e) => Some(e),
             Error::Output(e) => Some(e),
             Error::Registry(e) => Some(e),
+            Error::Sbom(e) => Some(e),
             Error::Internal(_) => None,
         }
     }
@@ -193,5 +198,6 @@ from!(
     Layout(crate::oci::LayoutError),
     Set(crate::oci::SetError),
     Output(crate::sinks::OutputError),
-    Registry(crate::registry::RegistryError)
+    Registry(crate::registry::RegistryError),
+    Sbom(crate::sbom::SbomError)
 );

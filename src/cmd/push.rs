@@ -27,7 +27,18 @@ pub fn send(
     progress: &Progress,
 ) -> Result<Report, Error> {
     let content = registry::from_set(set, target)?;
-    let opts = registry::PushOptions {
+    let opts = options(args);
+    let bars = progress.blobs();
+    let report = registry::push(target, &content, &opts, &|digest, sent, size| {
+        bars.update(digest, sent, size)
+    })?;
+    bars.clear();
+    Ok(report)
+}
+
+/// How to reach the registry and push, from the flags.
+pub fn options(args: &RegistryArgs) -> registry::PushOptions {
+    registry::PushOptions {
         client: client::ClientOptions {
             insecure: args.insecure,
             ca_cert: args.ca_cert.clone(),
@@ -39,13 +50,7 @@ pub fn send(
         jobs: args.parallel.max(1),
         chunk: args.chunk_size.max(1),
         mount_from: args.mount_from.clone(),
-    };
-    let bars = progress.blobs();
-    let report = registry::push(target, &content, &opts, &|digest, sent, size| {
-        bars.update(digest, sent, size)
-    })?;
-    bars.clear();
-    Ok(report)
+    }
 }
 
 /// Writes the digest file and tells what happened.
@@ -70,11 +75,18 @@ pub fn finish(
                 "present": report.present,
                 "mounted": report.mounted,
                 "docker_media_types": report.docker_types,
+                "referrers": report.referrers,
             })
         );
     }
+    let referrers = match report.via {
+        Some(via) if report.referrers > 0 => {
+            format!(" and {} referrer(s), {via}", report.referrers)
+        }
+        _ => String::new(),
+    };
     progress.done(&format!(
-        "pushed {target}@{} ({} uploaded, {} already there, {} mounted)",
+        "pushed {target}@{} ({} uploaded, {} already there, {} mounted){referrers}",
         report.digest, report.uploaded, report.present, report.mounted
     ));
     Ok(())

@@ -6,6 +6,8 @@ pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// The empty descriptor's `{}`: an artifact's config.
+pub const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

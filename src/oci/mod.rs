@@ -7,8 +7,11 @@
 //!   as canonical JSON, read leniently but with every digest and size
 //!   checked.
 //! - [`Blob`]: digest, size, media type and where the bytes are.
-//! - [`ImageSet`]: the blobs and `index.json` entries of one layout; built
-//!   by `image`, read back by [`read`], written by every sink.
+//! - [`ImageSet`]: the blobs and `index.json` entries of one layout, and
+//!   the referrers of its images; built by `image`, read back by [`read`],
+//!   written by every sink.
+//! - [`referrer`]: artifacts attached to an image (SBOMs) and where they
+//!   live.
 
 mod blob;
 mod digest;
@@ -16,6 +19,7 @@ pub mod docs;
 pub mod media;
 pub mod read;
 pub mod reference;
+pub mod referrer;
 mod set;
 
 pub use blob::{Blob, Source};

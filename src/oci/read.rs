@@ -6,6 +6,14 @@
 //! stay inside the layout (no `..`, no symlinks out of a directory).
 //!
 //! Layer blobs are not read: they stay where they are, opened on demand.
+//!
+//! Referrers (artifacts such as SBOMs attached to an image) are not listed
+//! anywhere in a layout (see [`referrer`](super::referrer)): they are found
+//! among the blobs `index.json` does not reach, as small JSON manifests
+//! whose `subject` is a document of the set. Only blobs of at most
+//! [`MAX_REFERRER`] bytes that start with `{` are read, and at most
+//! [`MAX_CANDIDATES`] of them, so the search costs little and stays
+//! bounded on any input.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +35,10 @@ use super::set::ImageSet;
 const MAX_JSON: u64 = 16 << 20;
 /// Indexes nest (an index of per-platform images); deeper is hostile.
 const MAX_DEPTH: usize = 4;
+/// The largest blob taken for a referrer manifest (one is under 1 KiB).
+pub const MAX_REFERRER: u64 = 64 << 10;
+/// Most unlisted small JSON blobs looked at for referrers.
+pub const MAX_CANDIDATES: usize = 4096;
 
 /// What is wrong with an image archive or layout, and which one.
 #[derive(Debug)]
@@ -62,6 +74,7 @@ pub fn read(path: &Path) -> Result<ImageSet, LayoutError> {
             store.load(&mut set, &entry, 0)?;
             set.entries.push(entry);
         }
+        store.load_referrers(&mut set)?;
         return Ok(set);
     }
     if store.member("manifest.json")?.is_some() {
@@ -288,6 +301,128 @@ impl Store {
         Ok(())
     }
 
+    /// Every member under `blobs/sha256/` whose name is a digest, with
+    /// where its bytes are and its size, in name order.
+    fn blob_members(&self) -> Result<Vec<(Digest, Source, u64)>, LayoutError> {
+        let mut names: Vec<String> = match self {
+            Store::Archive { members, .. } => members
+                .keys()
+                .filter(|n| n.starts_with("blobs/sha256/"))
+                .cloned()
+                .collect(),
+            Store::Dir(dir) => match std::fs::read_dir(dir.join("blobs/sha256")) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .map(|n| format!("blobs/sha256/{n}"))
+                    .collect(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => {
+                    return Err(LayoutError {
+                        path: dir.clone(),
+                        what: "blobs/sha256: can't read it".into(),
+                        source: Some(e),
+                    });
+                }
+            },
+        };
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Some(hex) = name.strip_prefix("blobs/sha256/") else {
+                continue;
+            };
+            let Ok(digest) = Digest::parse(&format!("sha256:{hex}")) else {
+                continue;
+            };
+            if let Some((source, size)) = self.member(&name)? {
+                out.push((digest, source, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the referrers of the set's documents (and theirs, in turn):
+    /// unlisted blobs that are artifact manifests with a subject in the
+    /// set.
+    fn load_referrers(&self, set: &mut ImageSet) -> Result<(), LayoutError> {
+        let mut candidates: Vec<(Digest, Vec<u8>, Digest)> = Vec::new();
+        let mut looked = 0usize;
+        for (digest, source, size) in self.blob_members()? {
+            if set.blob(&digest).is_some() || !(2..=MAX_REFERRER).contains(&size) {
+                continue;
+            }
+            let mut first = [0u8; 1];
+            let blob = Blob {
+                digest,
+                size,
+                media_type: String::new(),
+                source,
+            };
+            let fail = |e: io::Error| LayoutError {
+                path: self.path().to_path_buf(),
+                what: format!("blob {digest}: can't read it"),
+                source: Some(e),
+            };
+            blob.reader()
+                .and_then(|mut r| r.read_exact(&mut first))
+                .map_err(fail)?;
+            if first[0] != b'{' {
+                continue;
+            }
+            looked += 1;
+            if looked > MAX_CANDIDATES {
+                return Err(self.error(format!(
+                    "more than {MAX_CANDIDATES} small JSON blobs that index.json does not \
+                     reach: not an image layout"
+                )));
+            }
+            let mut bytes = Vec::new();
+            blob.reader()
+                .and_then(|mut r| r.read_to_end(&mut bytes))
+                .map_err(fail)?;
+            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+                continue;
+            };
+            let Some(subject) = manifest.subject.filter(|_| {
+                manifest
+                    .media_type
+                    .as_deref()
+                    .is_none_or(|t| t == media::MANIFEST)
+            }) else {
+                continue;
+            };
+            if Digest::of(&bytes) != digest {
+                return Err(self.error(format!("blob {digest} does not match its digest")));
+            }
+            candidates.push((digest, bytes, subject.digest));
+        }
+        // A referrer's subject may itself be a referrer (a signature of an
+        // SBOM): add until nothing more finds its subject.
+        loop {
+            let before = candidates.len();
+            let mut left = Vec::new();
+            for (digest, bytes, subject) in candidates {
+                if set.blob(&subject).is_none_or(|b| b.in_memory().is_none()) {
+                    left.push((digest, bytes, subject));
+                    continue;
+                }
+                let doc = Blob::bytes(media::MANIFEST, bytes);
+                let manifest: Manifest = parse(self, &doc)?;
+                let mut parts = vec![self.blob(&manifest.config)?];
+                for layer in &manifest.layers {
+                    parts.push(self.blob(layer)?);
+                }
+                set.add_referrer(doc, parts)
+                    .map_err(|e| self.error(format!("referrer {digest}: {e}")))?;
+            }
+            candidates = left;
+            if candidates.len() == before || candidates.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
     /// A `docker save` archive without an OCI index (Docker before 25):
     /// each image of `manifest.json` becomes an OCI manifest over the same
     /// blobs, their digests computed as they are read.
@@ -377,4 +512,115 @@ fn parse<T: serde::de::DeserializeOwned>(store: &Store, doc: &Blob) -> Result<T,
 
 fn show(s: &str) -> String {
     s.chars().take(80).flat_map(char::escape_default).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{Descriptor, referrer};
+
+    /// A layout directory of one image (config, no layers); returns the
+    /// image manifest's descriptor.
+    fn layout(dir: &Path) -> Descriptor {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |b: &Blob| {
+            std::fs::write(dir.join(b.digest.blob_path()), b.in_memory().unwrap()).unwrap()
+        };
+        let config = Blob::bytes(
+            media::CONFIG,
+            br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+        );
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media::MANIFEST.into()),
+            artifact_type: None,
+            config: config.descriptor(),
+            layers: Vec::new(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        let manifest = Blob::bytes(media::MANIFEST, canonical(&manifest));
+        put(&config);
+        put(&manifest);
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(media::INDEX.into()),
+            manifests: vec![manifest.descriptor()],
+            annotations: Default::default(),
+        };
+        std::fs::write(dir.join("index.json"), canonical(&index)).unwrap();
+        manifest.descriptor()
+    }
+
+    fn attach(dir: &Path, subject: &Descriptor, content: &[u8]) -> Blob {
+        let content = Blob::bytes("application/spdx+json", content.to_vec());
+        let doc = referrer::artifact(subject, &content, None, None);
+        for b in [&content, &doc, &referrer::empty()] {
+            std::fs::write(dir.join(b.digest.blob_path()), b.in_memory().unwrap()).unwrap();
+        }
+        doc
+    }
+
+    #[test]
+    fn referrers_are_found_by_subject_and_others_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = layout(tmp.path());
+        let sbom = attach(tmp.path(), &image, b"{\"spdxVersion\":\"SPDX-2.3\"}");
+        // A referrer of the SBOM's referrer (a signature, say), and one of
+        // an image that is not here.
+        let signature = attach(tmp.path(), &sbom.descriptor(), b"{\"sig\":1}");
+        let stranger = Descriptor::new(media::MANIFEST, Digest::of(b"elsewhere"), 9);
+        attach(tmp.path(), &stranger, b"{\"x\":2}");
+        let set = read(tmp.path()).unwrap();
+        let listed: Vec<Digest> = set
+            .referrers(&image.digest)
+            .iter()
+            .map(|d| d.digest)
+            .collect();
+        assert_eq!(listed, vec![sbom.digest]);
+        assert_eq!(
+            set.referrers(&image.digest)[0].artifact_type.as_deref(),
+            Some("application/spdx+json")
+        );
+        let signed: Vec<Digest> = set
+            .referrers(&sbom.digest)
+            .iter()
+            .map(|d| d.digest)
+            .collect();
+        assert_eq!(signed, vec![signature.digest]);
+        assert!(set.referrers(&stranger.digest).is_empty());
+        assert_eq!(set.entries.len(), 1);
+
+        // A referrer whose content is missing makes the layout unreadable.
+        let content = Blob::bytes(
+            "application/spdx+json",
+            b"{\"spdxVersion\":\"SPDX-2.3\"}".to_vec(),
+        );
+        std::fs::remove_file(tmp.path().join(content.digest.blob_path())).unwrap();
+        let e = read(tmp.path()).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("is missing"), "{e}");
+    }
+
+    #[test]
+    fn the_search_is_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        layout(tmp.path());
+        for i in 0..=MAX_CANDIDATES {
+            let b = format!("{{\"n\":{i}}}");
+            let d = Digest::of(b.as_bytes());
+            std::fs::write(tmp.path().join(d.blob_path()), b).unwrap();
+        }
+        let e = read(tmp.path()).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("small JSON blobs"), "{e}");
+        // Big or non-JSON blobs are not looked at.
+        let tmp = tempfile::tempdir().unwrap();
+        layout(tmp.path());
+        for i in 0..=MAX_CANDIDATES {
+            let b = format!("[{i}]");
+            let d = Digest::of(b.as_bytes());
+            std::fs::write(tmp.path().join(d.blob_path()), b).unwrap();
+        }
+        assert!(read(tmp.path()).is_ok());
+    }
 }

@@ -1,11 +1,14 @@
 //! An image set: what one image layout holds. Blobs (each digest once, the
 //! JSON documents among them kept as the exact bytes their digests were
-//! computed from) and the entries of the layout's `index.json`: images or
-//! indexes, with the names the layout gives them. A built image, an index
-//! of several, and an archive or layout directory read back are all image
-//! sets; the archive, layout and registry sinks each take one.
+//! computed from), the entries of the layout's `index.json` (images or
+//! indexes, with the names the layout gives them) and the referrers of
+//! those images: artifact manifests (SBOMs) whose `subject` is one of the
+//! set's documents, kept by subject (see [`referrer`](super::referrer) for
+//! why they are not entries). A built image, an index of several, and an
+//! archive or layout directory read back are all image sets; the archive,
+//! layout and registry sinks each take one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -14,6 +17,7 @@ use super::blob::Blob;
 use super::digest::Digest;
 use super::docs::{CONTAINERD_NAME, Descriptor, ImageConfig, Index, Manifest, REF_NAME, canonical};
 use super::media;
+use super::referrer;
 
 #[derive(Clone, Default)]
 pub struct ImageSet {
@@ -21,6 +25,10 @@ pub struct ImageSet {
     by_digest: HashMap<Digest, usize>,
     /// `index.json`'s `manifests`, in order.
     pub entries: Vec<Descriptor>,
+    /// Referrers by subject, each listed as the referrers API lists it
+    /// (artifact type, annotations), in digest order: the same whether
+    /// just attached or read back.
+    referrers: BTreeMap<Digest, Vec<Descriptor>>,
 }
 
 /// One image of a set, resolved: its manifest and config, parsed.
@@ -30,6 +38,8 @@ pub struct Image {
     pub descriptor: Descriptor,
     pub manifest: Manifest,
     pub config: ImageConfig,
+    /// What is attached to it (see [`ImageSet::referrers`]).
+    pub referrers: Vec<Descriptor>,
 }
 
 /// A set that does not hold what its entries promise.
@@ -46,6 +56,8 @@ pub enum SetError {
         digest: Digest,
         media_type: String,
     },
+    /// A referrer that names no subject in the set.
+    NoSubject(Digest),
 }
 
 impl fmt::Display for SetError {
@@ -59,6 +71,9 @@ impl fmt::Display for SetError {
                     f,
                     "{digest} has media type {media_type}, not an image or index"
                 )
+            }
+            SetError::NoSubject(d) => {
+                write!(f, "referrer {d} has no subject in the image")
             }
         }
     }
@@ -86,11 +101,64 @@ impl ImageSet {
         }
     }
 
-    /// Adds every blob of `other` (its entries are not added).
+    /// Adds every blob of `other` and its referrers (its entries are not
+    /// added).
     pub fn add_blobs_of(&mut self, other: &ImageSet) {
         for b in &other.blobs {
             self.add(b.clone());
         }
+        for (subject, list) in &other.referrers {
+            for d in list {
+                self.list_referrer(*subject, d.clone());
+            }
+        }
+    }
+
+    /// Adds the referrer `doc` (an artifact manifest) with the blobs it
+    /// names (`parts`: its config and layers). Its subject must be a
+    /// document of the set already. Returns how referrers lists name it.
+    pub fn add_referrer(&mut self, doc: Blob, parts: Vec<Blob>) -> Result<Descriptor, SetError> {
+        let bytes = doc.in_memory().ok_or(SetError::NotInMemory(doc.digest))?;
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| SetError::Json {
+                digest: doc.digest,
+                source,
+            })?;
+        let subject = manifest
+            .subject
+            .as_ref()
+            .filter(|s| {
+                self.blob(&s.digest)
+                    .is_some_and(|b| b.in_memory().is_some())
+            })
+            .ok_or(SetError::NoSubject(doc.digest))?
+            .digest;
+        for part in parts {
+            self.add(part);
+        }
+        self.parts_of(&manifest)?;
+        let listed = referrer::listing(&doc, &manifest);
+        self.add(doc);
+        self.list_referrer(subject, listed.clone());
+        Ok(listed)
+    }
+
+    fn list_referrer(&mut self, subject: Digest, listed: Descriptor) {
+        let list = self.referrers.entry(subject).or_default();
+        if let Err(at) = list.binary_search_by(|d| d.digest.cmp(&listed.digest)) {
+            list.insert(at, listed);
+        }
+    }
+
+    /// What is attached to the document `subject`, as referrers lists name
+    /// it, in digest order.
+    pub fn referrers(&self, subject: &Digest) -> &[Descriptor] {
+        self.referrers.get(subject).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every subject with referrers, in digest order.
+    pub fn subjects(&self) -> impl Iterator<Item = &Digest> {
+        self.referrers.keys()
     }
 
     pub fn blobs(&self) -> &[Blob] {
@@ -145,6 +213,7 @@ impl ImageSet {
                 let config = self.doc(&manifest.config.digest)?;
                 out.push(Image {
                     names: name.into_iter().collect(),
+                    referrers: self.referrers(&desc.digest).to_vec(),
                     descriptor: desc,
                     manifest,
                     config,

@@ -10,7 +10,8 @@
 //! The `control` file is RFC 822-like: `Field: value` lines, continuation
 //! lines starting with a space. OE's package_ipk and package_deb write
 //! `Package` (the final, renamed name), `Version` (`[PKGE:]PKGV-PKGR`, the
-//! epoch only when non-zero), `Architecture` and `OE: <PN>`. In a deb,
+//! epoch only when non-zero), `Architecture`, `OE: <PN>` and (ipk only)
+//! `License: <LICENSE>`. In a deb,
 //! `Architecture` is the dpkg arch (`amd64`), so package_deb adds
 //! `PackageArch: <PACKAGE_ARCH with _ as ->`, which is what dpkg-query puts
 //! in the image manifest.
@@ -102,6 +103,7 @@ pub(super) fn read(
         version: need("Version")?,
         arch,
         recipe: field("OE"),
+        license: field("License"),
         depends: field("Depends")
             .map(|d| super::dependency_names(&d))
             .unwrap_or_default(),
@@ -359,6 +361,7 @@ mod tests {
             assert_eq!(p.version, "1:1.36.1-r0");
             assert_eq!(p.arch, "core2-64");
             assert_eq!(p.recipe.as_deref(), Some("busybox"));
+            assert_eq!(p.license.as_deref(), Some("MIT"));
             assert_eq!(p.format, Format::Ipk);
             assert_eq!(p.source, path);
             expect_sample_files(&p);

@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 
 pub use feeds::Feeds;
 pub use manifest::{ManifestLine, read_manifest};
-pub use pkgdata::{find_pkgdata, read_pkgdata_runtime};
+pub use pkgdata::{find_pkgdata, pkgdata_license, read_pkgdata_runtime};
 
 /// What one package ships.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,11 @@ pub struct Package {
     pub arch: String,
     /// The OE recipe (PN) that built the package, when the input says.
     pub recipe: Option<String>,
+    /// The package's license as OE wrote it (its LICENSE variable: `&`, `|`
+    /// and parentheses, or SPDX `AND`/`OR` on newer releases): control
+    /// `License`, rpm `License`, pkgdata `LICENSE`. `None` where the input
+    /// does not say (OE's debs carry no License field).
+    pub license: Option<String>,
     /// Names of the packages it depends on at run time, versions dropped
     /// (control `Depends`, rpm requires that name packages, pkgdata
     /// `RDEPENDS` mapped to final package names).
@@ -194,8 +199,8 @@ pub fn read_package(path: &Path) -> Result<Package, PackageError> {
     read_any(path, true)
 }
 
-/// [`read_package`], or with `files == false` only the name, version, arch
-/// and recipe (the control data or rpm header, not the payload).
+/// [`read_package`], or with `files == false` only the name, version, arch,
+/// recipe and license (the control data or rpm header, not the payload).
 fn read_any(path: &Path, files: bool) -> Result<Package, PackageError> {
     match sniff(path).map_err(|e| PackageError::new(path, e))? {
         Some(Sniffed::Rpm) => rpm::read(path, files),
@@ -335,6 +340,7 @@ mod tests {
             version: version.into(),
             arch: arch.into(),
             recipe: None,
+            license: None,
             depends: Vec::new(),
             files: vec![],
             source: PathBuf::new(),

@@ -4,7 +4,8 @@
 //! any renaming) holds lines `VAR:<pkg>: value` for per-package values and
 //! `VAR: value` for the recipe's (OE's packagedata.py, `write_if_exists`),
 //! values escaped with Python's `unicode_escape`. Used here: `PN` (the
-//! recipe), `PKG` (the final name), `PKGE`, `PKGV`, `PKGR` and `FILES_INFO`,
+//! recipe), `PKG` (the final name), `PKGE`, `PKGV`, `PKGR`, `LICENSE`,
+//! `RDEPENDS` and `FILES_INFO`,
 //! a JSON object of path to size built from `os.lstat` of regular files and
 //! symlinks (no directories, no owners, no modes, no digests).
 //! `runtime-reverse/<final name>` is a symlink to the runtime file.
@@ -26,8 +27,9 @@ use super::{FileKind, FileList, Format, Package, PackageError, canonical, invali
 const MAX_FILE: u64 = 64 << 20;
 
 /// The variables read; values of the others are skipped unparsed.
-const USED: [&str; 7] = [
+const USED: [&str; 8] = [
     "PN",
+    "LICENSE",
     "PKG",
     "PKGE",
     "PKGV",
@@ -124,11 +126,41 @@ pub fn read_pkgdata_runtime(path: &Path) -> Result<Package, PackageError> {
         version,
         arch: String::new(),
         recipe: get("PN").map(str::to_string),
+        license: get("LICENSE").map(str::to_string),
         depends,
         files: files.files,
         source: path.to_path_buf(),
         format: Format::Pkgdata,
     })
+}
+
+/// The package's `LICENSE` from its runtime file (its own `LICENSE:<pkg>`
+/// over the recipe's), for packages whose feed does not say (debs). Only
+/// that line is read, not FILES_INFO; `None` when the file can't be read
+/// or has no license.
+pub fn pkgdata_license(runtime: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(runtime).ok()?;
+    let pkg = real.file_name()?.to_str()?;
+    let own = format!("LICENSE:{pkg}");
+    let reader = BufReader::new(File::open(runtime).ok()?.take(MAX_FILE));
+    let mut shared = None;
+    for line in reader.split(b'\n') {
+        let line = line.ok()?;
+        if !line.starts_with(b"LICENSE") {
+            continue;
+        }
+        let Some((key, value)) = std::str::from_utf8(&line).ok().and_then(split_var) else {
+            continue;
+        };
+        let value = unescape(value.trim_end_matches('\r')).ok()?;
+        if key == own {
+            return Some(value);
+        }
+        if key == "LICENSE" {
+            shared = Some(value);
+        }
+    }
+    shared
 }
 
 /// The final name (`PKG:<pkg>: name`) a runtime file gives its package.
@@ -418,6 +450,10 @@ mod tests {
         assert_eq!(p.name, "libc6");
         assert_eq!(p.version, "2.39+git-r0", "epoch 0 is not written");
         assert_eq!(p.recipe.as_deref(), Some("glibc"));
+        assert_eq!(
+            p.license.as_deref(),
+            Some("GPL-2.0-only & LGPL-2.1-or-later")
+        );
         assert_eq!(p.arch, "");
         assert_eq!(p.format, Format::Pkgdata);
         let got: Vec<(&[u8], FileKind)> = p
@@ -448,6 +484,27 @@ mod tests {
             ("foo-dev", "3:1.1-r2")
         );
         assert!(p.files.is_empty());
+    }
+
+    #[test]
+    fn license_alone_is_read_own_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            "PN: foo\nPKGV: 1\nPKGR: r0\nLICENSE: MIT & BSD-3-Clause\nLICENSE:foo-doc: CC-BY-4.0\n";
+        let doc = runtime(dir.path(), "foo-doc", text);
+        assert_eq!(pkgdata_license(&doc).as_deref(), Some("CC-BY-4.0"));
+        let main = runtime(dir.path(), "foo", text);
+        assert_eq!(
+            pkgdata_license(&main).as_deref(),
+            Some("MIT & BSD-3-Clause")
+        );
+        assert_eq!(
+            read_pkgdata_runtime(&doc).unwrap().license.as_deref(),
+            Some("CC-BY-4.0")
+        );
+        let none = runtime(dir.path(), "bar", "PN: bar\n");
+        assert_eq!(pkgdata_license(&none), None);
+        assert_eq!(pkgdata_license(&dir.path().join("missing")), None);
     }
 
     #[test]

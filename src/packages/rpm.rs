@@ -44,6 +44,7 @@ const NAME: u32 = 1000;
 const VERSION: u32 = 1001;
 const RELEASE: u32 = 1002;
 const EPOCH: u32 = 1003;
+const LICENSE: u32 = 1014;
 const ARCH: u32 = 1022;
 const OLDFILENAMES: u32 = 1027;
 const FILESIZES: u32 = 1028;
@@ -141,6 +142,7 @@ fn metadata(h: &RpmHeader, path: &Path) -> io::Result<Package> {
         version,
         arch: need(ARCH, "ARCH")?,
         recipe: h.string(SOURCERPM)?.as_deref().and_then(source_name),
+        license: h.string(LICENSE)?,
         depends: package_requires(h.strings(REQUIRENAME)?.unwrap_or_default()),
         files: Vec::new(),
         source: path.to_path_buf(),

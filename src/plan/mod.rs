@@ -19,6 +19,9 @@ pub struct LayerPlan {
     pub created_by: String,
     /// Longer description for the history `comment` (e.g. package versions).
     pub comment: Option<String>,
+    /// The packages whose files it holds (for the SBOM); empty for the
+    /// final layer and a squashed image's one layer.
+    pub packages: Vec<String>,
 }
 
 /// The whole rootfs as one layer.
@@ -27,6 +30,7 @@ pub fn squash(rootfs: &Rootfs) -> LayerPlan {
         nodes: (0..rootfs.nodes().len()).collect(),
         created_by: "rustimage build --squash".to_string(),
         comment: None,
+        packages: Vec::new(),
     }
 }
 

@@ -29,6 +29,10 @@ pub struct Owner {
     pub version: String,
     /// The recipe (PN) that built it; packages of one recipe change together.
     pub recipe: String,
+    /// Its license as OE wrote it, when the package says (for the SBOM;
+    /// the plan does not look at it).
+    #[serde(default)]
+    pub license: Option<String>,
     /// Names of packages it depends on (versions stripped).
     pub depends: Vec<String>,
     pub claims: Vec<Claim>,
@@ -160,6 +164,7 @@ pub fn plan(
             nodes,
             created_by: format!("rustimage: {label}"),
             comment: Some(format!("packages: {}", list.join(", "))),
+            packages: members.iter().map(|&m| owners[m].name.clone()).collect(),
         });
     }
     // The final layer: what no package layer holds.
@@ -170,6 +175,7 @@ pub fn plan(
         nodes: with_parents(rootfs, &rest),
         created_by: FINAL.to_string(),
         comment: None,
+        packages: Vec::new(),
     });
     Ok(layers)
 }
@@ -336,6 +342,7 @@ mod tests {
             name: name.into(),
             version: "1.0-r0".into(),
             recipe: name.into(),
+            license: None,
             depends: depends.iter().map(|s| s.to_string()).collect(),
             claims: vec![],
         }

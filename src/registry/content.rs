@@ -1,9 +1,10 @@
 //! What to push: the blobs and manifests of one entry of an image set (a
-//! built image, or the image or index of an archive or layout read back).
+//! built image, or the image or index of an archive or layout read back),
+//! and the referrers attached to its documents.
 
 use std::collections::BTreeSet;
 
-use super::{Payload, RegistryError, Target};
+use super::{Attached, Payload, RegistryError, Target};
 use crate::oci::{self, Blob, Descriptor, ImageSet};
 
 /// The entry of `set` to push under `target`: the only one there, or the
@@ -55,6 +56,35 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Payload<'a>, R
             blobs.push(blob);
         }
     }
+    // Referrers of the top document and its manifests, then of those
+    // referrers in turn: each after its subject.
+    let mut referrers = Vec::new();
+    let mut subjects: Vec<oci::Digest> = std::iter::once(top.digest)
+        .chain(manifests.iter().map(|m| m.digest))
+        .collect();
+    let mut at = 0;
+    while let Some(subject) = subjects.get(at).copied() {
+        at += 1;
+        for listing in set.referrers(&subject) {
+            if subjects.contains(&listing.digest) {
+                continue;
+            }
+            let manifest_doc = doc(set, listing)?;
+            let manifest: oci::Manifest = set.doc(&listing.digest).map_err(set_err)?;
+            let parts = set.parts_of(&manifest).map_err(set_err)?;
+            for blob in &parts {
+                if seen.insert(blob.digest) {
+                    blobs.push(*blob);
+                }
+            }
+            subjects.push(listing.digest);
+            referrers.push(Attached {
+                subject,
+                manifest: manifest_doc,
+                listing: listing.clone(),
+            });
+        }
+    }
     // Names of the same registry the source gives the image: blobs may be
     // mounted from there.
     let mount_hints = names
@@ -68,6 +98,7 @@ pub fn from_set<'a>(set: &'a ImageSet, target: &Target) -> Result<Payload<'a>, R
         children,
         top: doc(set, top)?,
         mount_hints,
+        referrers,
     })
 }
 

@@ -2,8 +2,10 @@
 //! registry by the distribution spec. Blobs first, several at a time and
 //! streamed from disk, each skipped when present or mounted when another
 //! repository has it; manifests last, so a tag never points at missing
-//! blobs. Docker v2 schema 2 types are used only when a registry refuses
-//! OCI ones.
+//! blobs; then the image's referrers (SBOMs), whose subject must exist
+//! first ([`referrers`]). Docker v2 schema 2 types are used only when a
+//! registry refuses OCI ones. [`attach`] adds referrers to an image
+//! already in a registry.
 
 pub mod auth;
 mod certs_d;
@@ -14,6 +16,7 @@ mod origin;
 mod paths;
 mod proxy;
 pub mod reference;
+pub mod referrers;
 mod registries_conf;
 mod tcp;
 mod tls;
@@ -25,9 +28,10 @@ use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::oci::Blob;
+use crate::oci::{self, Blob, Descriptor, Digest, media, referrer};
 pub use content::from_set;
 pub use reference::Target;
+pub use referrers::{Attached, Via};
 use upload::{Outcome, Uploader};
 
 /// One line: what failed and what to do about it.
@@ -87,6 +91,9 @@ pub struct Payload<'a> {
     pub top: Blob,
     /// Repositories of the same registry named in the source, to mount from.
     pub mount_hints: Vec<String>,
+    /// What is attached to the top document or its children (their blobs
+    /// are in `blobs`), subjects before their referrers.
+    pub referrers: Vec<Attached>,
 }
 
 pub struct PushOptions {
@@ -107,6 +114,9 @@ pub struct Report {
     pub mounted: usize,
     /// True when the registry took only Docker v2 schema 2 types.
     pub docker_types: bool,
+    /// Referrers pushed, and how they came to be listed.
+    pub referrers: usize,
+    pub via: Option<Via>,
 }
 
 /// Called per blob with (digest, bytes sent, size); `None` bytes when done.
@@ -129,45 +139,7 @@ pub fn push(
     mount_from.extend(content.mount_hints.iter().cloned());
     mount_from.retain(|r| *r != target.repository);
     mount_from.dedup();
-
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
-    let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..opts.jobs.clamp(1, content.blobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(blob) = content.blobs.get(i) else {
-                        break;
-                    };
-                    let digest = blob.digest.to_string();
-                    let report = |n: u64| progress(&digest, Some(n), blob.size);
-                    match up.push(blob, &mount_from, &report) {
-                        Ok(o) => {
-                            progress(&digest, None, blob.size);
-                            if let Ok(mut v) = outcomes.lock() {
-                                v.push(o);
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut f) = failure.lock() {
-                                f.get_or_insert(e);
-                            }
-                            // The push has failed: hand out no more blobs,
-                            // and end the uploads still going.
-                            next.store(content.blobs.len(), Ordering::Relaxed);
-                            client.abort();
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+    let outcomes = push_blobs(&up, &content.blobs, &mount_from, opts.jobs, progress)?;
     let count = |o: Outcome| outcomes.iter().filter(|&&x| x == o).count();
     let mut report = Report {
         uploaded: count(Outcome::Uploaded),
@@ -202,7 +174,198 @@ pub fn push(
             report.digest
         )));
     }
+    if !content.referrers.is_empty() {
+        if report.docker_types {
+            return Err(RegistryError::new(format!(
+                "{} took the image only as Docker v2 (pushed as {}), which changes its digest: \
+                 its {} referrer(s) (SBOMs) name the OCI one and were not pushed",
+                target.registry,
+                report.digest,
+                content.referrers.len()
+            )));
+        }
+        report.via = Some(referrers::put(&up, &content.referrers)?);
+        report.referrers = content.referrers.len();
+    }
     Ok(report)
+}
+
+/// Pushes `blobs`, `jobs` at a time; the first failure stops the rest.
+fn push_blobs(
+    up: &Uploader<'_>,
+    blobs: &[&Blob],
+    mount_from: &[String],
+    jobs: usize,
+    progress: BlobProgress<'_>,
+) -> Result<Vec<Outcome>, RegistryError> {
+    let client = up.client;
+    let content_blobs = blobs;
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, content_blobs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(blob) = content_blobs.get(i) else {
+                        break;
+                    };
+                    let digest = blob.digest.to_string();
+                    let report = |n: u64| progress(&digest, Some(n), blob.size);
+                    match up.push(blob, mount_from, &report) {
+                        Ok(o) => {
+                            progress(&digest, None, blob.size);
+                            if let Ok(mut v) = outcomes.lock() {
+                                v.push(o);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            // The push has failed: hand out no more blobs,
+                            // and end the uploads still going.
+                            next.store(content_blobs.len(), Ordering::Relaxed);
+                            client.abort();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    Ok(outcomes.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// What [`attach`] did.
+pub struct AttachReport {
+    /// The image (or index) the reference named.
+    pub subject: Descriptor,
+    pub referrers: Vec<Descriptor>,
+    pub via: Via,
+}
+
+/// Attaches each `(content, title)` to the image `target` names in its
+/// registry: the image is resolved to its manifest (and its creation time
+/// read from its config, so the artifact is the one a local attach
+/// makes), the contents and the empty config go up, then the artifact
+/// manifests, listed as [`referrers`] says.
+pub fn attach(
+    target: &Target,
+    contents: &[(Blob, Option<String>)],
+    opts: &PushOptions,
+    progress: BlobProgress<'_>,
+) -> Result<AttachReport, RegistryError> {
+    let client = client::Client::connect(target, &opts.client)?;
+    let up = Uploader {
+        client: &client,
+        repo: target.repository.clone(),
+        chunk: opts.chunk.max(1),
+        backoff: opts.client.backoff,
+    };
+    let (subject, created) = resolve(&up, target)?;
+    let empty = referrer::empty();
+    let mut blobs: Vec<&Blob> = vec![&empty];
+    blobs.extend(contents.iter().map(|(b, _)| b));
+    push_blobs(&up, &blobs, &opts.mount_from, opts.jobs, progress)?;
+    let mut attached = Vec::new();
+    for (content, title) in contents {
+        let doc = referrer::artifact(&subject, content, title.as_deref(), created.as_deref());
+        let bytes = doc.in_memory().ok_or_else(|| {
+            RegistryError::new(format!(
+                "internal error: referrer {} not in memory",
+                doc.digest
+            ))
+        })?;
+        let manifest: oci::Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| RegistryError::new(format!("internal error: {e}")))?;
+        attached.push(Attached {
+            subject: subject.digest,
+            listing: referrer::listing(&doc, &manifest),
+            manifest: doc,
+        });
+    }
+    let via = referrers::put(&up, &attached)?;
+    Ok(AttachReport {
+        subject,
+        referrers: attached.into_iter().map(|a| a.listing).collect(),
+        via,
+    })
+}
+
+/// The manifest or index `target` names (its descriptor as a subject),
+/// and, for an image, the creation time its config gives.
+fn resolve(
+    up: &Uploader<'_>,
+    target: &Target,
+) -> Result<(Descriptor, Option<String>), RegistryError> {
+    let reference = target.reference().unwrap_or("latest");
+    let accept = [
+        media::MANIFEST,
+        media::INDEX,
+        media::DOCKER_MANIFEST,
+        media::DOCKER_LIST,
+    ]
+    .join(", ");
+    let r = up.get_manifest(reference, &accept)?;
+    match r.status {
+        200 => {}
+        404 => {
+            return Err(RegistryError::new(format!(
+                "{target}: no such image in the registry"
+            )));
+        }
+        s => return Err(up.explain(&r, &format!("getting manifest {reference} gave {s}"))),
+    }
+    let digest = Digest::of(&r.body);
+    let said = r
+        .header("docker-content-digest")
+        .or(target.digest.as_deref());
+    if let Some(d) = said
+        && d != digest.to_string()
+    {
+        return Err(RegistryError::new(format!(
+            "{target}: the registry sent a manifest whose digest is {digest}, not {d}"
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .map_err(|e| RegistryError::new(format!("{target}: the manifest is not JSON: {e}")))?;
+    let media_type = r
+        .header("content-type")
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
+        .filter(|t| media::is_manifest(t) || media::is_index(t))
+        .or_else(|| v["mediaType"].as_str().map(str::to_string))
+        .ok_or_else(|| {
+            RegistryError::new(format!(
+                "{target}: the registry did not say what the manifest is"
+            ))
+        })?;
+    let subject = Descriptor::new(&media_type, digest, r.body.len() as u64);
+    if !media::is_manifest(&media_type) {
+        return Ok((subject, None));
+    }
+    let config = v["config"]["digest"]
+        .as_str()
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| RegistryError::new(format!("{target}: the manifest names no config")))?;
+    let url = format!("/v2/{}/blobs/{config}", up.repo);
+    let c = up.client.request(
+        "GET",
+        &url,
+        &[],
+        &client::Body::Empty,
+        &up.scope(),
+        client::Retry::Transient,
+    )?;
+    if c.status != 200 || Digest::of(&c.body) != config {
+        return Err(up.explain(&c, &format!("getting config {config} gave {}", c.status)));
+    }
+    let config: oci::ImageConfig = serde_json::from_slice(&c.body)
+        .map_err(|e| RegistryError::new(format!("{target}: config {config}: {e}")))?;
+    Ok((subject, config.created))
 }
 
 enum Put {

@@ -28,7 +28,7 @@ pub struct Uploader<'c> {
 }
 
 impl Uploader<'_> {
-    fn scope(&self) -> String {
+    pub fn scope(&self) -> String {
         format!("repository:{}:pull,push", self.repo)
     }
 
@@ -294,12 +294,42 @@ impl Uploader<'_> {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<Response, RegistryError> {
+        self.manifest_if(reference, media_type, bytes, None)
+    }
+
+    /// [`Uploader::manifest`], only if the one there still has the ETag
+    /// `if_match` (registries that don't know conditions ignore it).
+    pub fn manifest_if(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+        if_match: Option<&str>,
+    ) -> Result<Response, RegistryError> {
         let url = format!("/v2/{}/manifests/{reference}", self.repo);
+        let mut headers = vec![("Content-Type", media_type)];
+        if let Some(etag) = if_match {
+            headers.push(("If-Match", etag));
+        }
         self.client.request(
             "PUT",
             &url,
-            &[("Content-Type", media_type)],
+            &headers,
             &Body::Bytes(bytes),
+            &self.scope(),
+            Retry::Transient,
+        )
+    }
+
+    /// Gets the manifest (or index) `reference` names, as one of the
+    /// `accept`ed media types.
+    pub fn get_manifest(&self, reference: &str, accept: &str) -> Result<Response, RegistryError> {
+        let url = format!("/v2/{}/manifests/{reference}", self.repo);
+        self.client.request(
+            "GET",
+            &url,
+            &[("Accept", accept)],
+            &Body::Empty,
             &self.scope(),
             Retry::Transient,
         )

@@ -112,6 +112,23 @@ pub fn skip(why: &str) {
     }
 }
 
+/// True if python3 can import `module` (a validator from PyPI that
+/// scripts/install-deps installs). Same skip/panic policy as [`require`].
+pub fn require_python(module: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("CI=true and the Python module {module} is missing: .ci/run must install it");
+    }
+    skip(&format!("the Python module {module} is not installed"));
+    false
+}
+
 /// True if running as root (needed for devices, chown, trusted.* xattrs and
 /// for the daemons). Same skip/panic policy as [`require`].
 pub fn require_root() -> bool {
@@ -1419,6 +1436,118 @@ fn ping(socket: &Path) -> bool {
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+}
+
+// ---------------------------------------------------------------------------
+// A private containerd (for `ctr images import`)
+// ---------------------------------------------------------------------------
+
+/// containerd on its own socket, root and state under
+/// `/tmp/rustimage-ctrd-<pid>-<n>` (socket paths stay under 108 bytes),
+/// with the CRI plugin off (it would set up networking) and nothing
+/// listening on TCP. Stopped and removed on drop, and by PDEATHSIG.
+pub struct Containerd {
+    dir: PathBuf,
+    socket: PathBuf,
+    daemon: Mutex<Option<Child>>,
+}
+
+impl Containerd {
+    /// Starts it and waits (up to 30 s) until `ctr version` answers.
+    pub fn start() -> Containerd {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/rustimage-ctrd-{}-{n}", std::process::id()));
+        force_remove(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("c.sock");
+        let d = dir.display();
+        fs::write(
+            dir.join("config.toml"),
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+                 [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+            ),
+        )
+        .unwrap();
+        let log = File::create(dir.join("containerd.log")).unwrap();
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0);
+        let mut child = spawn_tied(cmd);
+        let c = Containerd {
+            dir,
+            socket,
+            daemon: Mutex::new(None),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("containerd exited: {status}\n{}", c.log());
+            }
+            let up = c.socket.exists()
+                && c.ctr(["version"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+            if up {
+                break;
+            }
+            if Instant::now() > deadline {
+                terminate(&mut child, Duration::from_secs(5));
+                panic!("containerd did not answer in 30 s\n{}", c.log());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        *c.daemon.lock().unwrap() = Some(child);
+        c
+    }
+
+    /// `ctr` talking to it, in the namespace `rustimage`, with `args`.
+    pub fn ctr<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "rustimage"])
+            .args(args);
+        cmd
+    }
+
+    /// `ctr images import --snapshotter native ARCHIVE`; then the names of
+    /// every image it has.
+    pub fn import(&self, archive: &Path) -> Vec<String> {
+        run_ok(
+            self.ctr(["images", "import", "--snapshotter", "native"])
+                .arg(archive),
+        );
+        run_stdout(self.ctr(["images", "ls", "-q"]))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            terminate(&mut child, Duration::from_secs(10));
+        }
+        force_remove(&self.dir);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ fn expect_demo(p: &Package) {
     assert_eq!(p.version, "2:1.0-r0");
     assert_eq!(p.arch, "noarch");
     assert_eq!(p.recipe.as_deref(), Some("demo"));
+    assert_eq!(p.license.as_deref(), Some("MIT"));
     assert_eq!(p.format, Format::Rpm);
     let mut got: Vec<(String, FileKind)> = p
         .files
