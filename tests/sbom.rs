@@ -363,6 +363,7 @@ fn attached_sboms_come_back_byte_for_byte() {
     let plain = build(&[], &late, &late_layout);
     assert_eq!(plain["manifest"], summary["manifest"]);
     let index_before = fs::read(late_layout.join("index.json")).unwrap();
+    let digests = tmp.path().join("attached.txt");
     for image in [&late, &late_layout] {
         run_ok(
             rustimage()
@@ -371,7 +372,21 @@ fn attached_sboms_come_back_byte_for_byte() {
                 .arg("--sbom")
                 .arg(&oe)
                 .arg("--sbom")
-                .arg(&cdx),
+                .arg(&cdx)
+                .arg("--digestfile")
+                .arg(&digests),
+        );
+        // --digestfile names each artifact, and each is in the layout.
+        let listed = fs::read_to_string(&digests).unwrap();
+        assert_eq!(listed.lines().count(), 2, "{listed}");
+        for d in listed.lines() {
+            assert!(d.starts_with("sha256:") && d.len() == 71, "{d}");
+        }
+    }
+    for d in fs::read_to_string(&digests).unwrap().lines() {
+        assert!(
+            late_layout.join("blobs/sha256").join(&d[7..]).is_file(),
+            "{d}"
         );
     }
     assert_eq!(fs::read(&late).unwrap(), fs::read(&archive).unwrap());

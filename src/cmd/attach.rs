@@ -33,6 +33,11 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     } else {
         remote(args, &contents, &progress)?
     };
+    if let Some(path) = &args.registry.digestfile {
+        let lines: String = attached.iter().map(|d| format!("{}\n", d.digest)).collect();
+        crate::atomic::write_file(path, lines.as_bytes())
+            .map_err(|e| crate::sinks::OutputError::new(path, e))?;
+    }
     if args.json {
         let list: Vec<serde_json::Value> = attached
             .iter()

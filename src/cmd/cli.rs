@@ -58,7 +58,8 @@ pub struct RegistryArgs {
     /// pair), instead of the certs.d directories.
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
-    /// Write the pushed manifest's digest to FILE.
+    /// Write the pushed manifest's digest to FILE (attach: the digest of
+    /// each artifact attached, one per line).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
     /// Repository of the same registry to mount blobs from (repeatable).
