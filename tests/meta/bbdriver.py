@@ -207,12 +207,16 @@ def cmd_parse(args):
     print()
 
 
-def run_task(d, task, skip=()):
+def run_task(d, fn, task, skip=()):
     """Runs one task as bitbake-worker and bb.build.exec_task do, without
     stamps or logs: FAKEROOTENV (fakeroot tasks) or FAKEROOTNOENV (others)
     into the environment and the datastore, the task's [exports], then
     prefuncs, the task and postfuncs."""
+    # As bb.build._task_data: the task's override and BB_FILENAME.
     d = bb.data.createCopy(d)
+    d.setVar("BB_FILENAME", fn)
+    d.setVar("OVERRIDES", "task-%s:%s" % (task[3:].replace("_", "-"), d.getVar("OVERRIDES", False)))
+    bb.data.expandKeys(d)
     saved = dict(os.environ)
     fakeroot = bb.utils.to_boolean(d.getVarFlag(task, "fakeroot"))
     for kv in (d.getVar("FAKEROOTENV" if fakeroot else "FAKEROOTNOENV") or "").split():
@@ -244,7 +248,7 @@ def run_task(d, task, skip=()):
 
 def cmd_run(args):
     builder = base_config(args.builddir)
-    _, variants = parse_recipe(builder, args.recipe)
+    fn, variants = parse_recipe(builder, args.recipe)
     d = variants[args.variant]
     for kv in args.set:
         key, _, value = kv.partition("=")
@@ -261,7 +265,7 @@ def cmd_run(args):
             continue
         print(f"bbdriver: running {task}", file=sys.stderr)
         try:
-            run_task(d, task, set(args.skip))
+            run_task(d, fn, task, set(args.skip))
         except bb.BBHandledException:
             sys.exit(f"bbdriver: {task} failed")
         except Exception as e:  # noqa: BLE001
