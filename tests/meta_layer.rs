@@ -489,6 +489,18 @@ fn scarthgap_is_accepted_and_the_recipe_names_the_rust_mixin_it_needs() {
     }
     let older = Build::new("RUSTVERSION = \"1.89.0%\"", series).parse("rustimage", &[]);
     assert!(older["skipped"]["native"].is_string(), "1.89 is too old");
+    // A mixin layer in BBLAYERS whose Rust is still too old: update it.
+    let stale = Build::new(
+        "RUSTVERSION = \"1.81%\"",
+        &format!("{series}\nBBFILE_COLLECTIONS += \"scarthgap-rust-mixin\""),
+    )
+    .parse("rustimage", &[]);
+    let why = stale["skipped"]["native"].as_str().unwrap();
+    assert!(
+        why.contains("RUSTVERSION is 1.81%")
+            && why.contains("mixin layer in BBLAYERS (scarthgap-rust-mixin) is too old"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -64,10 +64,14 @@ python () {
     rust = d.getVar('RUSTVERSION') or ''
     need = d.getVar('RUSTIMAGE_MIN_RUST')
     if rust and version(rust) < version(need):
-        raise bb.parse.SkipRecipe(
-            "rustimage needs Rust %s or later, and RUSTVERSION is %s. On scarthgap add the Rust mixin "
-            "layer: meta-lts-mixins, branch scarthgap/rust (layer collection scarthgap-rust-mixin), "
-            "https://git.yoctoproject.org/meta-lts-mixins, to BBLAYERS" % (need, rust))
+        if 'scarthgap-rust-mixin' in (d.getVar('BBFILE_COLLECTIONS') or '').split():
+            hint = ("The Rust mixin layer in BBLAYERS (scarthgap-rust-mixin) is too old: update "
+                    "meta-lts-mixins, branch scarthgap/rust, to a revision with Rust %s or later" % need)
+        else:
+            hint = ("On scarthgap add the Rust mixin layer: meta-lts-mixins, branch scarthgap/rust "
+                    "(layer collection scarthgap-rust-mixin), https://git.yoctoproject.org/meta-lts-mixins, "
+                    "to BBLAYERS")
+        raise bb.parse.SkipRecipe("rustimage needs Rust %s or later, and RUSTVERSION is %s. %s" % (need, rust, hint))
 }
 
 BBCLASSEXTEND = "native nativesdk"
