@@ -306,9 +306,9 @@ def cmd_task(outdir, rustimage):
         restore()
     out3 = os.path.join(imgdeploy, "%s-%s.docker-tar" % (v["IMAGE_LINK_NAME"], third))
     s3 = archive_summary(out3)
-    run_tasks(["do_image_complete"], third, ["extend_recipe_sysroot"])
-    say("  DEPLOY_DIR_IMAGE: %s" % sorted(os.listdir(deploy)))
     say("invocation 3 (DATETIME %s, RUSTIMAGE_TAG changed): %s" % (third, s3))
+    run_tasks(["do_image_complete"], third, ["extend_recipe_sysroot"])
+    say("  after its do_image_complete, DEPLOY_DIR_IMAGE: %s" % sorted(os.listdir(deploy)))
     ok = h1 == h2 and s3["RepoTags"] == ["example/minimal:2.0"] and s3["layers"] == s1["layers"]
     shutil.copy(out1, os.path.join(outdir, "first.docker-tar"))
     subprocess.run(["pseudo", "-S"], env=pseudo_env(STATE), capture_output=True)
