@@ -324,6 +324,8 @@ fn layer_and_recipe_parse_with_every_crate_and_the_license() {
             "--var",
             "LAYERDEPENDS_rustimage",
             "--var",
+            "LAYERRECOMMENDS_rustimage",
+            "--var",
             "S",
             "--var",
             "CARGO_MANIFEST_PATH",
@@ -351,6 +353,10 @@ fn layer_and_recipe_parse_with_every_crate_and_the_license() {
         assert!(compat.contains(&release), "{release} in {compat:?}");
     }
     assert_eq!(var(&parsed, "LAYERDEPENDS_rustimage"), "core");
+    assert_eq!(
+        var(&parsed, "LAYERRECOMMENDS_rustimage"),
+        "scarthgap-rust-mixin"
+    );
 
     // BBCLASSEXTEND gives the native tool do_image_docker_tar depends on.
     let variants: BTreeMap<String, String> =
