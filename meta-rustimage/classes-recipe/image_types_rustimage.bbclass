@@ -40,8 +40,8 @@
 #
 # Reruns: do_rootfs writes the image manifest as ${IMAGE_MANIFEST}, under
 # IMAGE_NAME, whose DATETIME is new in every bitbake invocation, and
-# do_image_complete's sstate moves it to DEPLOY_DIR_IMAGE at the end of the
-# build. When a later invocation reruns do_image_docker_tar alone (a
+# do_image_complete's sstate deploys it to DEPLOY_DIR_IMAGE at the end of
+# the build. When a later invocation reruns do_image_docker_tar alone (a
 # RUSTIMAGE_* variable or rustimage-native changed), do_rootfs does not run
 # again and ${IMAGE_MANIFEST} names a file that never existed. So a postfunc
 # of do_rootfs keeps a copy at RUSTIMAGE_ROOTFS_MANIFEST, in WORKDIR beside

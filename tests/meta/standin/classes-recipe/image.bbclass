@@ -23,9 +23,12 @@
 # under pseudo (so only pseudo's database knows the owners, as in a real
 # build) and STANDIN_IMAGE_MANIFEST is copied to IMAGE_MANIFEST.
 # Its postfuncs run after it, as in OE. do_image_complete moves
-# IMGDEPLOYDIR's files to DEPLOY_DIR_IMAGE, as its sstate does in OE-core
-# (SSTATE_SKIP_CREATION; sstate-inputdirs IMGDEPLOYDIR, sstate-outputdirs
-# DEPLOY_DIR_IMAGE), leaving IMGDEPLOYDIR empty.
+# IMGDEPLOYDIR's files to DEPLOY_DIR_IMAGE. OE-core's sstate deploys them
+# there (SSTATE_SKIP_CREATION; sstate-inputdirs IMGDEPLOYDIR,
+# sstate-outputdirs DEPLOY_DIR_IMAGE) and, as run against OE-core master to
+# scarthgap, leaves them in IMGDEPLOYDIR until the next do_rootfs cleans it;
+# emptying IMGDEPLOYDIR here is the stricter case, where nothing of an
+# earlier invocation is left there.
 
 IMAGE_CLASSES ??= ""
 IMAGE_FSTYPES ?= "tar.zst"
