@@ -5,9 +5,12 @@
 //! command line from OE's variables, and its shell body, run under pseudo as
 //! BitBake runs fakeroot tasks, writes an image that skopeo and umoci read
 //! back equal to the rootfs, owners, setuid bits, devices and file
-//! capabilities included. `tests/meta/bbdriver.py` drives `bb` (see its
-//! docs); `meta-rustimage/VERIFIED.md` records the checks against the real
-//! OE-core and BitBake.
+//! capabilities included; a later bitbake invocation (new DATETIME, no
+//! do_rootfs) reruns it to the same bytes; images without docker-tar keep
+//! every task signature they had without the layer; scarthgap's Rust makes
+//! the recipe say which mixin layer it needs. `tests/meta/bbdriver.py`
+//! drives `bb` (see its docs); `meta-rustimage/VERIFIED.md` records the
+//! checks against the real OE-core and BitBake (`scripts/check-layer`).
 //!
 //! With `CI=true` a missing `bb` module, pseudo or client fails the tests
 //! instead of skipping them.
