@@ -5,9 +5,12 @@
 //! command line from OE's variables, and its shell body, run under pseudo as
 //! BitBake runs fakeroot tasks, writes an image that skopeo and umoci read
 //! back equal to the rootfs, owners, setuid bits, devices and file
-//! capabilities included. `tests/meta/bbdriver.py` drives `bb` (see its
-//! docs); `meta-rustimage/VERIFIED.md` records the checks against the real
-//! OE-core and BitBake.
+//! capabilities included; a later bitbake invocation (new DATETIME, no
+//! do_rootfs) reruns it to the same bytes; images without docker-tar keep
+//! every task signature they had without the layer; scarthgap's Rust makes
+//! the recipe say which mixin layer it needs. `tests/meta/bbdriver.py`
+//! drives `bb` (see its docs); `meta-rustimage/VERIFIED.md` records the
+//! checks against the real OE-core and BitBake (`scripts/check-layer`).
 //!
 //! With `CI=true` a missing `bb` module, pseudo or client fails the tests
 //! instead of skipping them.
@@ -22,7 +25,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::registry::{Registry, TEST_PASSWORD, require_registry};
+use common::registry::{Registry, TEST_PASSWORD, TEST_USER, require_registry};
 use common::*;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -73,12 +76,17 @@ impl Build {
     /// conf/bblayers.conf (plus `bblayers_extra`) and conf/local.conf with
     /// `local` after the lines every test shares.
     fn new(local: &str, bblayers_extra: &str) -> Build {
+        Self::with_layers(local, bblayers_extra, true)
+    }
+
+    /// Like [`Build::new`], with or without meta-rustimage in BBLAYERS.
+    fn with_layers(local: &str, bblayers_extra: &str, with_layer: bool) -> Build {
         let tmp = tempfile::Builder::new()
             .prefix("rustimage-meta-")
             .tempdir()
             .unwrap();
         let dir = tmp.path().join("build");
-        Self::write_conf(&dir, local, bblayers_extra);
+        Self::write_conf_layers(&dir, local, bblayers_extra, with_layer);
         Build { _tmp: tmp, dir }
     }
 
@@ -115,14 +123,22 @@ impl Build {
     }
 
     fn write_conf(dir: &Path, local: &str, bblayers_extra: &str) {
+        Self::write_conf_layers(dir, local, bblayers_extra, true)
+    }
+
+    fn write_conf_layers(dir: &Path, local: &str, bblayers_extra: &str, with_layer: bool) {
         fs::create_dir_all(dir.join("conf")).unwrap();
+        let layer = if with_layer {
+            repo().join("meta-rustimage").display().to_string()
+        } else {
+            String::new()
+        };
         fs::write(
             dir.join("conf/bblayers.conf"),
             format!(
                 "BBPATH = \"${{TOPDIR}}\"\nBBFILES ?= \"\"\n{bblayers_extra}\n\
-                 BBLAYERS = \"{} {}\"\n",
+                 BBLAYERS = \"{} {layer}\"\n",
                 repo().join("tests/meta/standin").display(),
-                repo().join("meta-rustimage").display()
             ),
         )
         .unwrap();
@@ -131,6 +147,13 @@ impl Build {
             format!("MACHINE ?= \"qemux86-64\"\nDATETIME = \"{DATETIME}\"\n{local}\n"),
         )
         .unwrap();
+    }
+
+    /// Appends lines to conf/local.conf (a later assignment wins).
+    fn append_local(&self, lines: &str) {
+        let path = self.dir.join("conf/local.conf");
+        let old = fs::read_to_string(&path).unwrap();
+        fs::write(&path, format!("{old}{lines}\n")).unwrap();
     }
 
     fn tmpdir(&self) -> PathBuf {
@@ -146,6 +169,11 @@ impl Build {
     fn imgdeploydir(&self) -> PathBuf {
         self.workdir()
             .join(format!("deploy-{IMAGE}-image-complete"))
+    }
+
+    /// Where do_rootfs's postfunc keeps the image manifest.
+    fn kept_manifest(&self) -> PathBuf {
+        self.workdir().join("rustimage/image.manifest")
     }
 
     fn sysroot_bin(&self) -> PathBuf {
@@ -207,6 +235,16 @@ impl Build {
             .args(["run", IMAGE])
             .args(tasks);
         run_ok(cmd)
+    }
+
+    /// Like [`Build::run_pseudo`], and the tasks must fail; returns stderr.
+    fn run_pseudo_fails(&self, tasks: &[&str]) -> String {
+        let mut cmd = pseudo(&self.dir.join("pseudo"), "python3");
+        cmd.arg(driver())
+            .arg(&self.dir)
+            .args(["run", IMAGE])
+            .args(tasks);
+        String::from_utf8_lossy(&run_fail(cmd).stderr).into_owned()
     }
 
     /// Like [`Build::run_pseudo`] but without pseudo, and the task must fail.
@@ -289,25 +327,39 @@ fn layer_and_recipe_parse_with_every_crate_and_the_license() {
             "--var",
             "LAYERDEPENDS_rustimage",
             "--var",
+            "LAYERRECOMMENDS_rustimage",
+            "--var",
             "S",
             "--var",
             "CARGO_MANIFEST_PATH",
             "--var",
             "SRCREV",
+            "--var",
+            "DEPENDS",
+            "--var",
+            "RUSTIMAGE_MIN_RUST",
+            "--var",
+            "ZSTD_SYS_USE_PKG_CONFIG",
             "--varflags",
             "SRC_URI",
+            "--varflags",
+            "ZSTD_SYS_USE_PKG_CONFIG",
         ],
     );
+    assert_eq!(parsed["skipped"], serde_json::json!({}));
     assert_eq!(strings(&parsed["collections"]), ["core", "rustimage"]);
     assert_eq!(parsed["layer_problems"], Value::Array(vec![]));
     let compat: Vec<&str> = var(&parsed, "LAYERSERIES_COMPAT_rustimage")
         .split_whitespace()
         .collect();
-    for release in ["whinlatter", "wrynose", "blacksail"] {
+    for release in ["scarthgap", "whinlatter", "wrynose", "blacksail"] {
         assert!(compat.contains(&release), "{release} in {compat:?}");
     }
-    assert!(!compat.contains(&"scarthgap"));
     assert_eq!(var(&parsed, "LAYERDEPENDS_rustimage"), "core");
+    assert_eq!(
+        var(&parsed, "LAYERRECOMMENDS_rustimage"),
+        "scarthgap-rust-mixin"
+    );
 
     // BBCLASSEXTEND gives the native tool do_image_docker_tar depends on.
     let variants: BTreeMap<String, String> =
@@ -340,6 +392,43 @@ fn layer_and_recipe_parse_with_every_crate_and_the_license() {
         var(&parsed, "CARGO_MANIFEST_PATH").starts_with(var(&parsed, "S")),
         "Cargo.toml is at the top of S"
     );
+    // The git sources unpack into S on every release (scarthgap's fetcher
+    // would use "git" without destsuffix).
+    assert!(
+        src_uri[0].ends_with(";destsuffix=rustimage-0.1.0"),
+        "{src_uri:?}"
+    );
+    assert!(var(&parsed, "S").ends_with("/rustimage-0.1.0"));
+
+    // The -sys crates link the system libzstd (zstd-sys, through
+    // pkg-config: OE-core master's cargo class exports
+    // ZSTD_SYS_USE_PKG_CONFIG=1, and so does the recipe) and liblzma.
+    let depends: Vec<&str> = var(&parsed, "DEPENDS").split_whitespace().collect();
+    for dep in ["zstd", "xz", "pkgconfig-native"] {
+        assert!(depends.contains(&dep), "{dep} not in DEPENDS {depends:?}");
+    }
+    assert!(
+        strings(&parsed["inherits"]).contains(&"pkgconfig"),
+        "{}",
+        parsed["inherits"]
+    );
+    assert_eq!(var(&parsed, "ZSTD_SYS_USE_PKG_CONFIG"), "1");
+    assert_eq!(
+        parsed["varflags"]["ZSTD_SYS_USE_PKG_CONFIG"]["export"].as_str(),
+        Some("1")
+    );
+    assert!(
+        cargo_lock_crates().iter().any(|(n, _, _)| n == "zstd-sys"),
+        "the zstd-sys reasoning no longer applies: revisit DEPENDS"
+    );
+    // The Rust the recipe asks for is Cargo.toml's rust-version.
+    let toml = fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let rust_version = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .map(|v| v.trim_end_matches('"'))
+        .unwrap();
+    assert_eq!(var(&parsed, "RUSTIMAGE_MIN_RUST"), rust_version);
 
     // LIC_FILES_CHKSUM matches the repository's LICENSE.
     let lic = var(&parsed, "LIC_FILES_CHKSUM");
@@ -358,14 +447,68 @@ fn a_core_layer_of_another_series_is_refused() {
     }
     let build = Build::new(
         "",
-        "LAYERSERIES_CORENAMES = \"scarthgap\"\nLAYERSERIES_COMPAT_core = \"scarthgap\"",
+        "LAYERSERIES_CORENAMES = \"kirkstone\"\nLAYERSERIES_COMPAT_core = \"kirkstone\"",
     );
     let out = run_fail(build.parse_cmd(IMAGE, &[]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("Layer rustimage is not compatible with the core layer")
-            && stderr.contains("scarthgap"),
+            && stderr.contains("kirkstone"),
         "{stderr}"
+    );
+}
+
+/// scarthgap's core layer and its Rust (RUSTVERSION "1.75%"): the layer is
+/// accepted, images still get docker-tar, and the rustimage recipe skips
+/// itself naming the mixin layer; with the mixin's newer RUSTVERSION it
+/// does not.
+#[test]
+fn scarthgap_is_accepted_and_the_recipe_names_the_rust_mixin_it_needs() {
+    if !require_bb() {
+        return;
+    }
+    let series = "LAYERSERIES_CORENAMES = \"scarthgap\"\nLAYERSERIES_COMPAT_core = \"scarthgap\"";
+    let old = Build::new(
+        "RUSTVERSION = \"1.75%\"\nIMAGE_FSTYPES:append = \" docker-tar\"",
+        series,
+    );
+    let parsed = old.parse("rustimage", &[]);
+    for variant in ["", "native", "nativesdk"] {
+        let why = parsed["skipped"][variant]
+            .as_str()
+            .unwrap_or_else(|| panic!("{variant} not skipped: {}", parsed["skipped"]));
+        for needle in [
+            "Rust 1.90 or later",
+            "RUSTVERSION is 1.75%",
+            "meta-lts-mixins",
+            "scarthgap/rust",
+            "scarthgap-rust-mixin",
+        ] {
+            assert!(why.contains(needle), "{needle} not in {why}");
+        }
+    }
+    let image = old.parse(IMAGE, &[]);
+    assert!(task(&image, "do_image_docker_tar").is_object());
+
+    // The mixin's Rust (its layer.conf sets RUSTVERSION ?= "1.9x%").
+    for version in ["1.90%", "1.91.0%", "1.96.1%"] {
+        let new = Build::new(&format!("RUSTVERSION = \"{version}\""), series);
+        let parsed = new.parse("rustimage", &[]);
+        assert_eq!(parsed["skipped"], serde_json::json!({}), "{version}");
+    }
+    let older = Build::new("RUSTVERSION = \"1.89.0%\"", series).parse("rustimage", &[]);
+    assert!(older["skipped"]["native"].is_string(), "1.89 is too old");
+    // A mixin layer in BBLAYERS whose Rust is still too old: update it.
+    let stale = Build::new(
+        "RUSTVERSION = \"1.81%\"",
+        &format!("{series}\nBBFILE_COLLECTIONS += \"scarthgap-rust-mixin\""),
+    )
+    .parse("rustimage", &[]);
+    let why = stale["skipped"]["native"].as_str().unwrap();
+    assert!(
+        why.contains("RUSTVERSION is 1.81%")
+            && why.contains("mixin layer in BBLAYERS (scarthgap-rust-mixin) is too old"),
+        "{why}"
     );
 }
 
@@ -384,13 +527,18 @@ fn the_layer_adds_the_type_and_the_task_gets_its_flags() {
             "IMAGE_TYPES",
             "--var",
             "IMAGE_CMD:docker-tar",
+            "--var",
+            "SPDX_IMAGE_PURPOSE:docker-tar",
         ],
     );
+    // The class comes in through IMGCLASSES, not IMAGE_CLASSES.
+    assert!(strings(&parsed["inherits"]).contains(&"image_types_rustimage"));
     assert!(
-        var(&parsed, "IMAGE_CLASSES")
+        !var(&parsed, "IMAGE_CLASSES")
             .split_whitespace()
             .any(|c| c == "image_types_rustimage")
     );
+    assert_eq!(var(&parsed, "SPDX_IMAGE_PURPOSE:docker-tar"), "container");
     assert!(
         var(&parsed, "IMAGE_TYPES")
             .split_whitespace()
@@ -417,6 +565,13 @@ fn the_layer_adds_the_type_and_the_task_gets_its_flags() {
     // Reads ${IMAGE_ROOTFS} through pseudo: no dependency on the tar type.
     assert!(!strings(&t["deps"]).contains(&"do_image_tar"));
     assert!(strings(&task(&parsed, "do_image_complete")["deps"]).contains(&"do_image_docker_tar"));
+    // do_rootfs keeps the manifest for reruns of the task.
+    assert!(
+        task(&parsed, "do_rootfs")["postfuncs"]
+            .as_str()
+            .unwrap()
+            .contains("rustimage_keep_rootfs_manifest")
+    );
 
     // The push task exists, needs the network, always runs when asked, and
     // nothing runs it by default.
@@ -425,6 +580,12 @@ fn the_layer_adds_the_type_and_the_task_gets_its_flags() {
     assert_eq!(push["nostamp"], "1");
     assert_eq!(push["exports"], "DOCKER_CONFIG REGISTRY_AUTH_FILE");
     assert_eq!(strings(&push["deps"]), ["do_image_complete"]);
+    assert!(
+        push["prefuncs"]
+            .as_str()
+            .unwrap()
+            .contains("rustimage_credential_helpers")
+    );
     assert!(
         push["depends"]
             .as_str()
@@ -437,11 +598,107 @@ fn the_layer_adds_the_type_and_the_task_gets_its_flags() {
             "{name} runs after do_push_container"
         );
     }
+}
 
-    // Without docker-tar in IMAGE_FSTYPES there is no image task.
-    let plain = Build::new("", "").parse(IMAGE, &[]);
+/// All base hashes of core-image-minimal's tasks, task -> hash.
+fn all_sigs(build: &Build) -> (Value, BTreeMap<String, String>) {
+    let parsed = build.parse(IMAGE, &["--sig-all"]);
+    let sigs = parsed["sig"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(t, s)| (t.clone(), s["basehash"].as_str().unwrap().to_string()))
+        .collect();
+    (parsed, sigs)
+}
+
+#[test]
+fn without_docker_tar_the_layer_changes_no_task_and_no_signature() {
+    if !require_bb() {
+        return;
+    }
+    let (without_layer, want) = all_sigs(&Build::with_layers("", "", false));
+    let (plain, got) = all_sigs(&Build::new("", ""));
+    assert!(want.contains_key("do_rootfs_wicenv") && want.contains_key("do_image_tar"));
+    assert_eq!(got, want, "adding the layer changed an image task");
+    assert!(!strings(&plain["inherits"]).contains(&"image_types_rustimage"));
     assert!(plain["tasks"]["do_image_docker_tar"].is_null());
-    assert!(plain["tasks"]["do_image_tar"].is_object());
+    assert!(plain["tasks"]["do_push_container"].is_null());
+    assert!(
+        !plain["vars"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("RUSTIMAGE_")),
+        "{}",
+        plain["vars"]
+    );
+    assert!(without_layer["tasks"]["do_image_tar"].is_object());
+
+    // The check can fail: the class in IMAGE_CLASSES for every image (as
+    // the layer once did) changes do_rootfs_wicenv, which covers WICVARS.
+    let (_, every) = all_sigs(&Build::new(
+        "IMAGE_CLASSES:append = \" image_types_rustimage\"",
+        "",
+    ));
+    assert_ne!(every["do_rootfs_wicenv"], want["do_rootfs_wicenv"]);
+}
+
+#[test]
+fn a_compressed_docker_tar_skips_the_image_and_says_why() {
+    if !require_bb() {
+        return;
+    }
+    let parsed = Build::new("IMAGE_FSTYPES:append = \" docker-tar.gz\"", "").parse(IMAGE, &[]);
+    let why = parsed["skipped"][""]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", parsed["skipped"]));
+    assert!(why.contains("'docker-tar.gz'"), "{why}");
+    assert!(why.contains("RUSTIMAGE_COMPRESSION"), "{why}");
+}
+
+#[test]
+fn the_example_container_image_has_docker_tar_only_and_no_kernel() {
+    if !require_bb() {
+        return;
+    }
+    let parsed = Build::new("", "").parse(
+        "container-image-minimal",
+        &[
+            "--var",
+            "IMAGE_FSTYPES",
+            "--var",
+            "IMAGE_FEATURES",
+            "--var",
+            "IMAGE_INSTALL",
+            "--var",
+            "KERNELDEPMODDEPEND",
+            "--var",
+            "KERNEL_DEPLOY_DEPEND",
+            "--var",
+            "ROOTFS_BOOTSTRAP_INSTALL",
+        ],
+    );
+    assert_eq!(parsed["skipped"], serde_json::json!({}));
+    assert_eq!(var(&parsed, "IMAGE_FSTYPES"), "docker-tar");
+    assert_eq!(var(&parsed, "IMAGE_FEATURES"), "");
+    assert_eq!(var(&parsed, "KERNELDEPMODDEPEND"), "");
+    assert_eq!(var(&parsed, "KERNEL_DEPLOY_DEPEND"), "");
+    assert_eq!(var(&parsed, "ROOTFS_BOOTSTRAP_INSTALL"), "");
+    assert!(var(&parsed, "IMAGE_INSTALL").contains("busybox"));
+    assert!(strings(&parsed["inherits"]).contains(&"image_types_rustimage"));
+    let images: Vec<&str> = parsed["tasks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|t| t.starts_with("do_image_"))
+        .collect();
+    assert_eq!(images, ["do_image_complete", "do_image_docker_tar"]);
+    assert_eq!(
+        var(&parsed, "RUSTIMAGE_TAG"),
+        "container-image-minimal:latest"
+    );
 }
 
 #[test]
@@ -456,10 +713,7 @@ fn the_command_line_comes_from_oe_variables_when_the_task_runs() {
     let name = format!("core-image-minimal-qemux86-64.rootfs-{DATETIME}");
     for needle in [
         format!("--rootfs \"{}\"", build.workdir().join("rootfs").display()),
-        format!(
-            "--manifest \"{}\"",
-            imgdeploy.join(format!("{name}.manifest")).display()
-        ),
+        format!("--manifest \"{}\"", build.kept_manifest().display()),
         format!("--feed {}", tmp.join("deploy/ipk").display()),
         format!("--pkgdata \"{}\"", tmp.join("pkgdata/qemux86-64").display()),
         format!(
@@ -555,7 +809,7 @@ fn defaults_map_to_these_build_flags() {
         "--rootfs".into(),
         p(w.join("rootfs")),
         "--manifest".into(),
-        p(d.join(format!("{name}.manifest"))),
+        p(build.kept_manifest()),
         "--feed".into(),
         p(t.join("deploy/ipk")),
         "--pkgdata".into(),
@@ -629,7 +883,7 @@ RUSTIMAGE_EXTRA_ARGS = "--stop-signal SIGTERM --volume /data"
         "--rootfs".into(),
         p(w.join("rootfs")),
         "--manifest".into(),
-        p(d.join(format!("{name}.manifest"))),
+        p(build.kept_manifest()),
         "--feed".into(),
         p(t.join("deploy/deb")),
         "--pkgdata".into(),
@@ -660,8 +914,6 @@ RUSTIMAGE_EXTRA_ARGS = "--stop-signal SIGTERM --volume /data"
         "org.example.team=platform".into(),
         "--annotation".into(),
         format!("org.opencontainers.image.created={ROOTFS_CREATED}"),
-        "--annotation".into(),
-        "org.opencontainers.image.revision=0123456789abcdef0123456789abcdef01234567".into(),
         "--annotation".into(),
         "org.opencontainers.image.title=core-image-minimal".into(),
         "--annotation".into(),
@@ -726,7 +978,11 @@ fn architecture_and_variant_follow_target_arch_and_tune() {
         ("qemuarm", "arm", "v7"),
         ("qemuarm64", "arm64", ""),
     ] {
-        let parsed = Build::new(&format!("MACHINE = \"{machine}\""), "").parse(IMAGE, &[]);
+        let parsed = Build::new(
+            &format!("MACHINE = \"{machine}\"\nIMAGE_FSTYPES:append = \" docker-tar\""),
+            "",
+        )
+        .parse(IMAGE, &[]);
         assert_eq!(var(&parsed, "RUSTIMAGE_ARCH"), arch, "{machine}");
         assert_eq!(var(&parsed, "RUSTIMAGE_VARIANT"), variant, "{machine}");
     }
@@ -779,7 +1035,7 @@ fn the_signature_covers_the_variables_but_not_the_thread_count() {
         "RUSTIMAGE_EXTRA_ARGS",
         "RUSTIMAGE_ARCH",
         "RUSTIMAGE_VARIANT",
-        "IMAGE_MANIFEST",
+        "RUSTIMAGE_ROOTFS_MANIFEST",
         "IMAGE_ROOTFS",
         "IMAGE_PKGTYPE",
         "DEPLOY_DIR_IPK",
@@ -790,22 +1046,35 @@ fn the_signature_covers_the_variables_but_not_the_thread_count() {
     ] {
         assert!(vars.iter().any(|x| x == v), "{v} not in {vars:?}");
     }
-    for v in ["RUSTIMAGE_JOBS", "BB_NUMBER_THREADS", "DATETIME"] {
+    for v in [
+        "RUSTIMAGE_JOBS",
+        "BB_NUMBER_THREADS",
+        "DATETIME",
+        "METADATA_REVISION",
+        "IMAGE_MANIFEST",
+    ] {
         assert!(!vars.iter().any(|x| x == v), "{v} in {vars:?}");
     }
-    let same = Build::new(
-        &format!(
-            "{base}BB_NUMBER_THREADS = \"1\"\nRUSTIMAGE_JOBS = \"3\"\nDATETIME = \"20991231235959\""
-        ),
-        "",
-    )
-    .sig("do_image_docker_tar")
-    .1;
-    assert_eq!(same, hash, "thread count and DATETIME leave the task alone");
+    for same in [
+        "BB_NUMBER_THREADS = \"1\"",
+        "RUSTIMAGE_JOBS = \"3\"",
+        "DATETIME = \"20991231235959\"",
+        "METADATA_REVISION = \"0123456789abcdef0123456789abcdef01234567\"",
+    ] {
+        let other = Build::new(&format!("{base}{same}"), "")
+            .sig("do_image_docker_tar")
+            .1;
+        assert_eq!(other, hash, "{same} must leave do_image_docker_tar alone");
+    }
     for change in [
         "RUSTIMAGE_TAG = \"other:1\"",
         "RUSTIMAGE_ENV = \"A=1\"",
         "RUSTIMAGE_EXTRA_ARGS = \"--volume /data\"",
+        "RUSTIMAGE_LAYERS = \"squash\"",
+        "RUSTIMAGE_MAX_LAYERS = \"50\"",
+        "RUSTIMAGE_COMPRESSION = \"zstd\"",
+        "RUSTIMAGE_ANNOTATIONS = \"a=b\"",
+        "RUSTIMAGE_ANNOTATIONS = \"org.opencontainers.image.revision=${METADATA_REVISION}\"",
         "DISTRO_VERSION = \"9.9\"",
     ] {
         let changed = Build::new(&format!("{base}{change}"), "")
@@ -988,6 +1257,96 @@ fn docker_tar_under_pseudo_keeps_owners_setuid_devices_and_capabilities() {
     build.stop_pseudo();
 }
 
+/// The second bitbake invocation of an image whose RUSTIMAGE_* variable
+/// changed (or whose rustimage-native did): a new DATETIME, IMGDEPLOYDIR
+/// emptied into DEPLOY_DIR_IMAGE by do_image_complete's sstate, and only
+/// do_image_docker_tar and do_image_complete run, not do_rootfs.
+#[test]
+fn a_later_invocation_reruns_the_image_task_alone_and_gets_the_exact_image() {
+    if !require_bb() || !require_all(&["pseudo", "tar", "zstd"]) {
+        return;
+    }
+    let build = Build::with_deploy("ipk", "IMAGE_FSTYPES:append = \" docker-tar\"");
+    build.install_tool(Path::new(env!("CARGO_BIN_EXE_rustimage")));
+    let images = build.tmpdir().join("deploy/images/qemux86-64");
+    let link = images.join("core-image-minimal-qemux86-64.rootfs.docker-tar");
+    let named = |datetime: &str| {
+        images.join(format!(
+            "core-image-minimal-qemux86-64.rootfs-{datetime}.docker-tar"
+        ))
+    };
+    let manifest_of = |archive: &Path| -> Value {
+        serde_json::from_str(&run_stdout(
+            Command::new("tar")
+                .arg("-xOf")
+                .arg(archive)
+                .arg("index.json"),
+        ))
+        .unwrap()
+    };
+
+    // First invocation: the whole image.
+    build.run_pseudo(&["do_rootfs", "do_image_docker_tar", "do_image_complete"]);
+    let first = sha256_file(&named(DATETIME));
+    assert!(build.kept_manifest().is_file());
+    // do_image_complete moved everything out of IMGDEPLOYDIR, the image
+    // manifest of this DATETIME included.
+    assert_eq!(fs::read_dir(build.imgdeploydir()).unwrap().count(), 0);
+    assert!(
+        images
+            .join(format!(
+                "core-image-minimal-qemux86-64.rootfs-{DATETIME}.manifest"
+            ))
+            .is_file()
+    );
+
+    // Second invocation, nothing changed but the clock: the same bytes.
+    build.append_local("DATETIME = \"20240202030405\"");
+    build.run_pseudo(&["do_image_docker_tar", "do_image_complete"]);
+    assert_eq!(sha256_file(&named("20240202030405")), first);
+    assert_eq!(
+        fs::read_link(&link).unwrap(),
+        PathBuf::from("core-image-minimal-qemux86-64.rootfs-20240202030405.docker-tar")
+    );
+
+    // Third: RUSTIMAGE_TAG changed, as the README invites.
+    build.append_local("DATETIME = \"20240303030405\"\nRUSTIMAGE_TAG = \"example/minimal:2.0\"");
+    build.run_pseudo(&["do_image_docker_tar", "do_image_complete"]);
+    let third = named("20240303030405");
+    assert_eq!(
+        manifest_of(&third)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "example/minimal:2.0"
+    );
+    // Same layers as the first image: only the name changed.
+    let layers = |archive: &Path| -> Value {
+        let index = manifest_of(archive);
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .replace(':', "/");
+        let m: Value = serde_json::from_str(&run_stdout(
+            Command::new("tar")
+                .arg("-xOf")
+                .arg(archive)
+                .arg(format!("blobs/{digest}")),
+        ))
+        .unwrap();
+        m["layers"].clone()
+    };
+    assert_eq!(layers(&third), layers(&named(DATETIME)));
+
+    // Without the kept manifest (rm_work empties WORKDIR) the task says
+    // what to do instead of writing an image without package layers.
+    fs::remove_file(build.kept_manifest()).unwrap();
+    build.append_local("DATETIME = \"20240404030405\"");
+    let err = build.run_pseudo_fails(&["do_image_docker_tar"]);
+    assert!(
+        err.contains("bitbake -C rootfs core-image-minimal"),
+        "{err}"
+    );
+    build.stop_pseudo();
+}
+
 #[test]
 fn deb_images_get_their_layers_from_the_deb_feed() {
     if !require_bb() || !require_all(&["pseudo", "tar", "zstd", "skopeo"]) {
@@ -1084,12 +1443,101 @@ fn push_task_says_what_is_missing() {
     if !require_bb() || !require_all(&["tar", "zstd"]) {
         return;
     }
-    let build = Build::new("", "");
+    let build = Build::new("IMAGE_FSTYPES:append = \" docker-tar\"", "");
     let err = build.run_fails(&["do_push_container"]);
     assert!(err.contains("set RUSTIMAGE_PUSH_REF"), "{err}");
-    let build = Build::new("RUSTIMAGE_PUSH_REF = \"127.0.0.1:5000/minimal:latest\"", "");
+    let build = Build::new(
+        "IMAGE_FSTYPES:append = \" docker-tar\"\nRUSTIMAGE_PUSH_REF = \"127.0.0.1:5000/minimal:latest\"",
+        "",
+    );
     let err = build.run_fails(&["do_push_container"]);
     assert!(err.contains("add docker-tar to IMAGE_FSTYPES"), "{err}");
+    // BB_NO_NETWORK: stop before anything is contacted.
+    build.append_local("BB_NO_NETWORK = \"1\"");
+    let err = build.run_fails(&["do_push_container"]);
+    assert!(
+        err.contains("BB_NO_NETWORK is set, so do_push_container does not contact 127.0.0.1:5000/minimal:latest"),
+        "{err}"
+    );
+}
+
+/// Logins kept by a credential helper: the docker configuration names
+/// docker-credential-NAME, which is on the PATH bitbake was started with
+/// but not on BitBake's task PATH (HOSTTOOLS only).
+#[test]
+fn push_container_finds_the_hosts_credential_helper() {
+    if !require_bb() || !require_all(&["pseudo", "tar", "zstd"]) || !require_registry() {
+        return;
+    }
+    let registry = Registry::htpasswd(true);
+    let host = registry.host();
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rustimagetest");
+    let calls = scratch.path().join("helper-calls");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\necho \"$1 $server\" >> '{}'\n\
+             [ \"$1\" = get ] || exit 1\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{TEST_USER}\",\"Secret\":\"{TEST_PASSWORD}\"}}\\n' \"$server\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = scratch.path().join("docker-config");
+    fs::create_dir_all(&config).unwrap();
+    fs::write(
+        config.join("config.json"),
+        serde_json::to_vec(&serde_json::json!({"credHelpers": {host.clone(): "rustimagetest"}}))
+            .unwrap(),
+    )
+    .unwrap();
+    let build = Build::with_deploy(
+        "ipk",
+        &format!(
+            "IMAGE_FSTYPES:append = \" docker-tar\"\n\
+             RUSTIMAGE_PUSH_REF = \"{host}/oe/helper:1.0\"\n\
+             RUSTIMAGE_PUSH_ARGS = \"--ca-cert {}\"\n\
+             DOCKER_CONFIG = \"{}\"",
+            registry.ca_cert().unwrap().display(),
+            config.display()
+        ),
+    );
+    build.install_tool(Path::new(env!("CARGO_BIN_EXE_rustimage")));
+    build.run_pseudo(&["do_rootfs", "do_image_docker_tar", "do_image_complete"]);
+    build.stop_pseudo();
+    // The helper is on bitbake's own PATH (BB_ORIGENV), not in HOSTTOOLS.
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = run_ok(
+        Command::new("python3")
+            .arg(driver())
+            .arg(&build.dir)
+            .args(["run", IMAGE, "do_push_container"])
+            .env("PATH", path),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!("pushed {host}/oe/helper:1.0@sha256:")),
+        "{log}"
+    );
+    assert!(registry.manifest("oe/helper", "1.0").is_some());
+    let calls = fs::read_to_string(&calls).unwrap();
+    assert!(calls.starts_with(&format!("get {host}")), "{calls}");
+    assert!(!log.contains(TEST_PASSWORD), "{log}");
+    // Only the helpers are linked, none of the host's other programs.
+    let linked: Vec<String> =
+        fs::read_dir(build.workdir().join("push_container-credential-helpers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    assert!(
+        linked.iter().all(|n| n.starts_with("docker-credential-")),
+        "{linked:?}"
+    );
+    assert!(linked.contains(&"docker-credential-rustimagetest".to_string()));
 }
 
 // ---------------------------------------------------------------------------

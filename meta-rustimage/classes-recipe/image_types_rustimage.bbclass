@@ -11,10 +11,15 @@
 # edits, ld.so.cache, update-alternatives links, ...) goes into a final
 # layer. Images that share package versions share layers.
 #
-# Use: add meta-rustimage to BBLAYERS (its conf/layer.conf puts this class
-# into IMAGE_CLASSES) and write, in local.conf or the image recipe,
+# Use: add meta-rustimage to BBLAYERS and write, in local.conf or the image
+# recipe,
 #
 #     IMAGE_FSTYPES:append = " docker-tar"
+#
+# The layer's conf/layer.conf brings this class into exactly the images
+# whose IMAGE_FSTYPES name docker-tar (as image.bbclass brings image-container
+# into images with "container"); an image recipe may also inherit it. Images
+# without docker-tar never see it: no task, variable or signature changes.
 #
 # Reading the rootfs: the command reads ${IMAGE_ROOTFS} itself, not one of
 # OE's rootfs tarballs. do_image_docker_tar is a fakeroot task, so rustimage
@@ -25,13 +30,23 @@
 # depending on it (IMAGE_TYPEDEP) would deploy an extra uncompressed rootfs
 # tarball with every image.
 #
-# Package ownership comes from the image manifest (${IMAGE_MANIFEST}), the
-# feed of the package backend the rootfs was built with (DEPLOY_DIR_IPK,
-# DEPLOY_DIR_DEB or DEPLOY_DIR_RPM after IMAGE_PKGTYPE) and PKGDATA_DIR. All
-# of these are produced by the tasks do_image_docker_tar runs after, so their
-# content needs no file checksums: a change there reruns do_rootfs and with
-# it every image task. A layer rules file is the one input from outside the
-# build; it is listed in the task's file-checksums.
+# Package ownership comes from the image manifest, the feed of the package
+# backend the rootfs was built with (DEPLOY_DIR_IPK, DEPLOY_DIR_DEB or
+# DEPLOY_DIR_RPM after IMAGE_PKGTYPE) and PKGDATA_DIR. All of these are
+# produced by the tasks do_image_docker_tar runs after, so their content
+# needs no file checksums: a change there reruns do_rootfs and with it every
+# image task. A layer rules file is the one input from outside the build; it
+# is listed in the task's file-checksums.
+#
+# Reruns: do_rootfs writes the image manifest as ${IMAGE_MANIFEST}, under
+# IMAGE_NAME, whose DATETIME is new in every bitbake invocation, and
+# do_image_complete's sstate deploys it to DEPLOY_DIR_IMAGE at the end of
+# the build. When a later invocation reruns do_image_docker_tar alone (a
+# RUSTIMAGE_* variable or rustimage-native changed), do_rootfs does not run
+# again and ${IMAGE_MANIFEST} names a file that never existed. So a postfunc
+# of do_rootfs keeps a copy at RUSTIMAGE_ROOTFS_MANIFEST, in WORKDIR beside
+# ${IMAGE_ROOTFS}, and the task reads that: it lives exactly as long as the
+# rootfs it describes. (rm_work empties both; the task then says so.)
 #
 # Variables (local.conf, distro or image recipe). Lists are space-separated
 # words; a word may be quoted ('KEY=a value with spaces').
@@ -61,14 +76,18 @@
 #                          (and replace those of the same KEY among) the ones
 #                          taken from OE: org.opencontainers.image.title
 #                          (IMAGE_BASENAME), .version (DISTRO_VERSION),
-#                          .description (SUMMARY), .url (HOMEPAGE, if set),
-#                          .revision (METADATA_REVISION, if known) and
-#                          .created. "KEY=" (empty value) removes one.
+#                          .description (SUMMARY), .url (HOMEPAGE, if set)
+#                          and .created. "KEY=" (empty value) removes one.
+#                          The metadata revision is not among them: it
+#                          would make every new OE-core or layer commit
+#                          rebuild every container image, identical but for
+#                          that annotation. To have it anyway, write
+#                          RUSTIMAGE_ANNOTATIONS += "org.opencontainers.image.revision=${METADATA_REVISION}".
 #   RUSTIMAGE_COMPRESSION  Layer compression: gzip (default; every client
 #                          reads it), zstd (Docker 23+, podman; not skopeo
 #                          1.9 or Docker 20.10) or none.
 #   RUSTIMAGE_ARCH         Architecture as Go and OCI name it. Default:
-#                          mapped from TARGET_ARCH as OE maps it for Go
+#                          TARGET_ARCH mapped by OE's own oe.go.map_arch
 #                          (x86_64 -> amd64, aarch64 -> arm64, i686 -> 386...).
 #   RUSTIMAGE_VARIANT      Architecture variant. Default: v8/v7/v6/v5 for
 #                          32-bit ARM after TUNE_FEATURES, else none.
@@ -98,7 +117,12 @@
 # ~/.docker/config.json or $REGISTRY_AUTH_FILE, as docker, podman and skopeo
 # do. BitBake keeps HOME; to use DOCKER_CONFIG or REGISTRY_AUTH_FILE, add
 # them to BB_ENV_PASSTHROUGH_ADDITIONS (or set them in local.conf): the task
-# exports them when they are set.
+# exports them when they are set. Logins kept by a credential helper
+# ("credsStore"/"credHelpers": docker-credential-pass, -secretservice,
+# -ecr-login, ...) work too: BitBake's task PATH holds only HOSTTOOLS, so
+# the task links the docker-credential-* programs found on the PATH bitbake
+# was started with into a directory of their own and puts that on PATH.
+# With BB_NO_NETWORK = "1" the task stops before contacting anything.
 
 IMAGE_TYPES:append = " docker-tar"
 
@@ -124,6 +148,13 @@ RUSTIMAGE_PUSH_REF ?= ""
 RUSTIMAGE_PUSH_ARGS ?= ""
 RUSTIMAGE_PUSH_DIGESTFILE ?= "${WORKDIR}/push_container/${IMAGE_BASENAME}.digest"
 
+# What do_image_docker_tar needs from do_rootfs, kept where a later bitbake
+# invocation finds it (see "Reruns" above).
+RUSTIMAGE_ROOTFS_MANIFEST = "${WORKDIR}/rustimage/image.manifest"
+
+# For the SPDX 3.0 SBOM of the image (create-spdx-image-3.0): what the file is.
+SPDX_IMAGE_PURPOSE:docker-tar = "container"
+
 # image.bbclass turns this into do_image_docker_tar (a fakeroot task). The
 # command is a function so that it expands when the task runs, with the
 # paths of this build, and so that its variables are tracked one by one in
@@ -132,13 +163,28 @@ IMAGE_CMD:docker-tar = "rustimage_docker_tar"
 do_image_docker_tar[depends] += "rustimage-native:do_populate_sysroot"
 do_image_docker_tar[file-checksums] += "${@rustimage_layer_rules_checksum(d)}"
 
+# After do_rootfs has written ${IMAGE_MANIFEST}: keep it for the image task
+# of this and of later invocations.
+do_rootfs[postfuncs] += "rustimage_keep_rootfs_manifest"
+python rustimage_keep_rootfs_manifest () {
+    import os
+    import shutil
+    src = d.getVar('IMAGE_MANIFEST')
+    dest = d.getVar('RUSTIMAGE_ROOTFS_MANIFEST')
+    bb.utils.mkdirhier(os.path.dirname(dest))
+    if not os.path.exists(src):
+        bb.fatal("rustimage: do_rootfs wrote no image manifest %s" % src)
+    shutil.copyfile(src, dest + '.tmp')
+    os.replace(dest + '.tmp', dest)
+}
+
 rustimage_docker_tar () {
-	if [ ! -f "${IMAGE_MANIFEST}" ]; then
-		bbfatal "rustimage: no image manifest ${IMAGE_MANIFEST}: it is written by do_rootfs, which must run in the same build as do_image_docker_tar (bitbake -C rootfs ${PN})"
+	if [ ! -f "${RUSTIMAGE_ROOTFS_MANIFEST}" ]; then
+		bbfatal "rustimage: ${RUSTIMAGE_ROOTFS_MANIFEST}, the copy of the image manifest do_rootfs keeps, is missing (rm_work, or a work directory cleaned by hand, removes it with the rootfs): run 'bitbake -C rootfs ${PN}'"
 	fi
 	rustimage build \
 		--rootfs "${IMAGE_ROOTFS}" \
-		--manifest "${IMAGE_MANIFEST}" \
+		--manifest "${RUSTIMAGE_ROOTFS_MANIFEST}" \
 		${@rustimage_feed_args(d)} \
 		--pkgdata "${PKGDATA_DIR}" \
 		${@rustimage_build_args(d)} \
@@ -167,27 +213,16 @@ def rustimage_pairs(name, value):
     return pairs
 
 def rustimage_oci_arch(d):
-    """TARGET_ARCH as Go (GOARCH) and the OCI image config name it, mapped
-    as oe.go.map_arch does; '' when there is no such name (set
-    RUSTIMAGE_ARCH then)."""
-    import re
-    arch = d.getVar('TARGET_ARCH') or ''
-    for pattern, name in (
-            (r'i.86$', '386'),
-            (r'x86_64$', 'amd64'),
-            (r'arm', 'arm'),
-            (r'aarch64', 'arm64'),
-            (r'mips64el', 'mips64le'),
-            (r'mips64', 'mips64'),
-            (r'mipsel$', 'mipsle'),
-            (r'mips$', 'mips'),
-            (r'p(pc|owerpc)64le', 'ppc64le'),
-            (r'p(pc|owerpc)64', 'ppc64'),
-            (r'riscv64$', 'riscv64'),
-            (r'loongarch64$', 'loong64')):
-        if re.match(pattern, arch):
-            return name
-    return ''
+    """TARGET_ARCH as Go (GOARCH) and the OCI image config name it, by OE's
+    own oe.go.map_arch; '' when there is no such name (set RUSTIMAGE_ARCH
+    then). map_arch returns '' (scarthgap), raises KeyError (whinlatter) or
+    SkipRecipe (wrynose, master) for an architecture Go has no name for; an
+    image must not be skipped for that when RUSTIMAGE_ARCH is set."""
+    import oe.go
+    try:
+        return oe.go.map_arch(d.getVar('TARGET_ARCH') or '') or ''
+    except (KeyError, bb.parse.SkipRecipe):
+        return ''
 
 def rustimage_oci_variant(d):
     """The OCI platform variant: the ARM architecture version of 32-bit ARM
@@ -238,9 +273,6 @@ def rustimage_annotations(d):
         'org.opencontainers.image.description': d.getVar('SUMMARY'),
         'org.opencontainers.image.url': d.getVar('HOMEPAGE'),
     }
-    revision = d.getVar('METADATA_REVISION')
-    if revision and revision != '<unknown>':
-        notes['org.opencontainers.image.revision'] = revision
     epoch = rustimage_epoch(d)
     if epoch:
         created = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
@@ -307,18 +339,63 @@ do_push_container[nostamp] = "1"
 do_push_container[network] = "1"
 do_push_container[exports] = "DOCKER_CONFIG REGISTRY_AUTH_FILE"
 do_push_container[cleandirs] = "${WORKDIR}/push_container"
+do_push_container[prefuncs] += "rustimage_credential_helpers"
+
+RUSTIMAGE_CREDENTIAL_HELPERS_DIR = "${WORKDIR}/push_container-credential-helpers"
+
+# Registry logins kept by a credential helper name a program
+# docker-credential-NAME that rustimage push runs from PATH. BitBake gives
+# tasks a PATH of HOSTTOOLS only, so link the helpers found on the PATH
+# bitbake was started with (BB_ORIGENV) into a directory of their own, and
+# nothing else of the host's.
+python rustimage_credential_helpers () {
+    import glob
+    import os
+    dest = d.getVar('RUSTIMAGE_CREDENTIAL_HELPERS_DIR')
+    origenv = d.getVar('BB_ORIGENV', False)
+    path = (origenv.getVar('PATH') if origenv else None) or ''
+    for directory in path.split(':'):
+        if not directory:
+            continue
+        for helper in sorted(glob.glob(os.path.join(directory, 'docker-credential-*'))):
+            link = os.path.join(dest, os.path.basename(helper))
+            if os.path.isfile(helper) and os.access(helper, os.X_OK) and not os.path.lexists(link):
+                os.symlink(helper, link)
+                bb.debug(1, "rustimage: credential helper %s" % helper)
+}
+rustimage_credential_helpers[cleandirs] = "${RUSTIMAGE_CREDENTIAL_HELPERS_DIR}"
 
 do_push_container () {
 	archive="${DEPLOY_DIR_IMAGE}/${@d.getVar('IMAGE_LINK_NAME') or d.getVar('IMAGE_NAME')}.docker-tar"
 	if [ -z "${RUSTIMAGE_PUSH_REF}" ]; then
 		bbfatal "rustimage: set RUSTIMAGE_PUSH_REF to the reference to push to (registry.example.com/team/${IMAGE_BASENAME}:latest)"
 	fi
+	if [ "${@'1' if bb.utils.to_boolean(d.getVar('BB_NO_NETWORK')) else ''}" = "1" ]; then
+		bbfatal "rustimage: BB_NO_NETWORK is set, so do_push_container does not contact ${RUSTIMAGE_PUSH_REF}: push from a build with network access (BB_NO_NETWORK unset), or copy $archive with skopeo"
+	fi
 	if [ ! -e "$archive" ]; then
 		bbfatal "rustimage: $archive does not exist: add docker-tar to IMAGE_FSTYPES (IMAGE_FSTYPES:append = \" docker-tar\")"
 	fi
+	export PATH="${RUSTIMAGE_CREDENTIAL_HELPERS_DIR}:$PATH"
 	for ref in ${RUSTIMAGE_PUSH_REF}; do
 		bbnote "rustimage: pushing $archive to $ref"
 		rustimage push ${RUSTIMAGE_PUSH_ARGS} --digestfile "${RUSTIMAGE_PUSH_DIGESTFILE}" "$archive" "$ref"
 		bbplain "rustimage: pushed $ref@$(cat "${RUSTIMAGE_PUSH_DIGESTFILE}")"
 	done
+}
+
+# docker-tar.gz and the like: image.bbclass would compress the finished
+# archive as a whole. Its layers are compressed already
+# (RUSTIMAGE_COMPRESSION), so that only costs time, and the result is no
+# longer the OCI layout skopeo and containerd read. Skipping the recipe (as
+# image-container.bbclass does for its own misconfiguration) shows the reason
+# when the image is asked for, at parse time, without failing the parse of
+# every other recipe.
+python () {
+    for fstype in (d.getVar('IMAGE_FSTYPES') or '').split():
+        if fstype.startswith('docker-tar.'):
+            raise bb.parse.SkipRecipe(
+                "IMAGE_FSTYPES has '%s': docker-tar cannot be compressed as a whole (its layers are "
+                "compressed already, and skopeo and containerd read only the plain tar); use "
+                "'docker-tar' and set RUSTIMAGE_COMPRESSION (gzip, zstd or none) for the layers" % fstype)
 }

@@ -4,7 +4,7 @@ tests, without BitBake's command-line tools or server.
 
     bbdriver.py BUILDDIR parse RECIPE [--variant V] [--var NAME]...
                 [--varflags NAME]... [--emit TASK]... [--sig TASK]...
-    bbdriver.py BUILDDIR run RECIPE TASK...
+    bbdriver.py BUILDDIR run RECIPE TASK... [--skip FUNC]... [--set VAR=VALUE]...
 
 Both read the configuration as BitBake does (bb.cookerdata: BUILDDIR/conf/
 bblayers.conf, each layer's conf/layer.conf with its LAYERSERIES_COMPAT
@@ -16,7 +16,8 @@ recipe's variants, the tasks with their flags, the values asked for with
 --var (and every RUSTIMAGE_* variable), the flags of each --varflags
 variable, the shell script of each --emit
 task as bb.build would write it, and for each --sig task the variables
-its signature covers and its base hash.
+its signature covers and its base hash (--sig-all: every task), the
+classes it inherits, and the reason of a bb.parse.SkipRecipe.
 
 `run` executes the tasks in order in this process with bb.build.exec_func
 (prefuncs, the task, postfuncs), in an environment emptied as
@@ -191,23 +192,31 @@ def cmd_parse(args):
         "layerseries_corenames": conf.getVar("LAYERSERIES_CORENAMES"),
         "layer_problems": layer_problems(conf),
         "variants": {v: variants[v].getVar("PN") for v in sorted(variants)},
+        # bb.parse.SkipRecipe raised while parsing: the reason, per variant.
+        "skipped": {v: variants[v].getVar("__SKIPPED") for v in sorted(variants) if variants[v].getVar("__SKIPPED")},
+        "inherits": sorted(os.path.splitext(os.path.basename(c))[0] for c in d.getVar("__inherit_cache", False) or []),
         "tasks": {t: task_flags(d, t) for t in tasks},
         "vars": values,
         "unexpanded": {n: d.getVar(n, False) for n in args.var},
-        "varflags": {n: {f: v for f, v in (d.getVarFlags(n) or {}).items() if isinstance(v, str)} for n in args.varflags},
+        "varflags": {n: {f: v if isinstance(v, str) else str(v) for f, v in (d.getVarFlags(n) or {}).items()
+                         if isinstance(v, (str, int, bool))} for n in args.varflags},
         "emit": {t: emit(d, t) for t in args.emit},
-        "sig": signature(d, fn, args.sig) if args.sig else {},
+        "sig": signature(d, fn, tasks if args.sig_all else args.sig) if args.sig or args.sig_all else {},
     }
     json.dump(out, sys.stdout, indent=1, sort_keys=True, default=str)
     print()
 
 
-def run_task(d, task):
+def run_task(d, fn, task, skip=()):
     """Runs one task as bitbake-worker and bb.build.exec_task do, without
     stamps or logs: FAKEROOTENV (fakeroot tasks) or FAKEROOTNOENV (others)
     into the environment and the datastore, the task's [exports], then
     prefuncs, the task and postfuncs."""
+    # As bb.build._task_data: the task's override and BB_FILENAME.
     d = bb.data.createCopy(d)
+    d.setVar("BB_FILENAME", fn)
+    d.setVar("OVERRIDES", "task-%s:%s" % (task[3:].replace("_", "-"), d.getVar("OVERRIDES", False)))
+    bb.data.expandKeys(d)
     saved = dict(os.environ)
     fakeroot = bb.utils.to_boolean(d.getVarFlag(task, "fakeroot"))
     for kv in (d.getVar("FAKEROOTENV" if fakeroot else "FAKEROOTNOENV") or "").split():
@@ -225,10 +234,13 @@ def run_task(d, task):
     d.setVar("BB_RUNTASK", task)
     try:
         for f in (d.getVarFlag(task, "prefuncs") or "").split():
-            bb.build.exec_func(f, d)
-        bb.build.exec_func(task, d)
+            if f not in skip:
+                bb.build.exec_func(f, d)
+        if task not in skip:
+            bb.build.exec_func(task, d)
         for f in (d.getVarFlag(task, "postfuncs") or "").split():
-            bb.build.exec_func(f, d)
+            if f not in skip:
+                bb.build.exec_func(f, d)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -236,8 +248,11 @@ def run_task(d, task):
 
 def cmd_run(args):
     builder = base_config(args.builddir)
-    _, variants = parse_recipe(builder, args.recipe)
+    fn, variants = parse_recipe(builder, args.recipe)
     d = variants[args.variant]
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        d.setVar(key, value)
     hosttools(d)
     for k in list(os.environ):
         if not KEEP_ENV.match(k):
@@ -250,7 +265,7 @@ def cmd_run(args):
             continue
         print(f"bbdriver: running {task}", file=sys.stderr)
         try:
-            run_task(d, task)
+            run_task(d, fn, task, set(args.skip))
         except bb.BBHandledException:
             sys.exit(f"bbdriver: {task} failed")
         except Exception as e:  # noqa: BLE001
@@ -264,12 +279,16 @@ def hosttools(d):
 
     dest = d.getVar("HOSTTOOLS_DIR")
     bb.utils.mkdirhier(dest)
-    for tool in (d.getVar("HOSTTOOLS") or "").split():
+    fatal = (d.getVar("HOSTTOOLS") or "").split()
+    nonfatal = (d.getVar("HOSTTOOLS_NONFATAL") or "").split()
+    for tool in fatal + nonfatal:
         link = os.path.join(dest, tool)
         if os.path.lexists(link):
             continue
         found = shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         if not found:
+            if tool in nonfatal:
+                continue
             sys.exit(f"bbdriver: HOSTTOOLS has {tool}, which is not on this host")
         os.symlink(found, link)
 
@@ -285,10 +304,15 @@ def main():
     p.add_argument("--varflags", action="append", default=[])
     p.add_argument("--emit", action="append", default=[])
     p.add_argument("--sig", action="append", default=[])
+    p.add_argument("--sig-all", action="store_true", help="--sig for every task")
     r = sub.add_parser("run")
     r.add_argument("recipe")
     r.add_argument("task", nargs="+")
     r.add_argument("--variant", default="")
+    r.add_argument("--skip", action="append", default=[],
+                   help="a task, prefunc or postfunc not to run (with a real OE-core: one that needs what was not built)")
+    r.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                   help="set a variable after parsing")
     args = ap.parse_args()
     setup_logging()
     {"parse": cmd_parse, "run": cmd_run}[args.cmd](args)

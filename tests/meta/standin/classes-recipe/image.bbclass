@@ -13,17 +13,27 @@
 #   "cd ${IMGDEPLOYDIR}" and the conversions. It is a fakeroot task, after
 #   do_image and the tasks of T's IMAGE_TYPEDEP, before do_image_complete;
 #   create_symlinks runs after it.
-# - Classes listed in IMAGE_CLASSES are inherited (deferred, so that
-#   configuration can add to the list).
+# - The classes in IMGCLASSES are inherited (deferred, so that the recipe
+#   and configuration can add to the list): image_types, IMAGE_CLASSES, and
+#   what a layer appends to IMGCLASSES.
+# - do_rootfs_wicenv has every variable of WICVARS, IMAGE_CLASSES among them,
+#   in its signature (as in OE-core, where it is in every image).
 #
 # do_rootfs installs a prepared rootfs: STANDIN_ROOTFS_TARBALL is extracted
 # under pseudo (so only pseudo's database knows the owners, as in a real
 # build) and STANDIN_IMAGE_MANIFEST is copied to IMAGE_MANIFEST.
-# do_image_complete moves IMGDEPLOYDIR's files to DEPLOY_DIR_IMAGE.
+# Its postfuncs run after it, as in OE. do_image_complete moves
+# IMGDEPLOYDIR's files to DEPLOY_DIR_IMAGE. OE-core's sstate deploys them
+# there (SSTATE_SKIP_CREATION; sstate-inputdirs IMGDEPLOYDIR,
+# sstate-outputdirs DEPLOY_DIR_IMAGE) and, as run against OE-core master to
+# scarthgap, leaves them in IMGDEPLOYDIR until the next do_rootfs cleans it;
+# emptying IMGDEPLOYDIR here is the stricter case, where nothing of an
+# earlier invocation is left there.
 
 IMAGE_CLASSES ??= ""
 IMAGE_FSTYPES ?= "tar.zst"
-inherit_defer image_types ${IMAGE_CLASSES}
+IMGCLASSES = "image_types ${IMAGE_CLASSES}"
+inherit_defer ${IMGCLASSES}
 
 IMAGE_BASENAME ?= "${PN}"
 IMAGE_MACHINE_SUFFIX ??= "-${MACHINE}"
@@ -47,6 +57,14 @@ addtask rootfs
 
 do_image[noexec] = "1"
 addtask image after do_rootfs
+
+WICVARS ?= "IMAGE_BASENAME IMAGE_CLASSES IMAGE_LINK_NAME IMAGE_ROOTFS MACHINE"
+python do_rootfs_wicenv () {
+    for var in d.getVar('WICVARS').split():
+        bb.note('%s="%s"' % (var, d.getVar(var) or ''))
+}
+do_rootfs_wicenv[vardeps] += "${WICVARS}"
+addtask rootfs_wicenv after do_image before do_image_complete
 
 python do_image_complete () {
     import os
