@@ -578,7 +578,25 @@ fn the_layer_adds_the_type_and_the_task_gets_its_flags() {
     let push = task(&parsed, "do_push_container");
     assert_eq!(push["network"], "1");
     assert_eq!(push["nostamp"], "1");
-    assert_eq!(push["exports"], "DOCKER_CONFIG REGISTRY_AUTH_FILE");
+    assert_eq!(
+        push["exports"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "DOCKER_CONFIG",
+            "REGISTRY_AUTH_FILE",
+            "XDG_RUNTIME_DIR",
+            "CONTAINERS_REGISTRIES_CONF",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy"
+        ]
+    );
     assert_eq!(strings(&push["deps"]), ["do_image_complete"]);
     assert!(
         push["prefuncs"]
@@ -836,6 +854,8 @@ fn defaults_map_to_these_build_flags() {
         format!("@{ROOTFS_EPOCH}"),
         "--compression".into(),
         "gzip".into(),
+        "--sbom".into(),
+        "generate".into(),
         "--jobs".into(),
         "4".into(),
         "--output".into(),
@@ -868,6 +888,7 @@ RUSTIMAGE_PORTS = "8080 53/udp"
 RUSTIMAGE_LABELS = "org.example.team=platform"
 RUSTIMAGE_ANNOTATIONS = "org.opencontainers.image.vendor=Example org.opencontainers.image.description= org.opencontainers.image.version=2.0"
 RUSTIMAGE_COMPRESSION = "zstd"
+RUSTIMAGE_SBOM = "none"
 RUSTIMAGE_JOBS = "2"
 RUSTIMAGE_EXTRA_ARGS = "--stop-signal SIGTERM --volume /data"
 "#;
@@ -1032,6 +1053,7 @@ fn the_signature_covers_the_variables_but_not_the_thread_count() {
         "RUSTIMAGE_LABELS",
         "RUSTIMAGE_ANNOTATIONS",
         "RUSTIMAGE_COMPRESSION",
+        "RUSTIMAGE_SBOM",
         "RUSTIMAGE_EXTRA_ARGS",
         "RUSTIMAGE_ARCH",
         "RUSTIMAGE_VARIANT",
@@ -1405,6 +1427,16 @@ fn push_container_pushes_the_deployed_image_with_docker_config_credentials() {
     build.install_tool(Path::new(env!("CARGO_BIN_EXE_rustimage")));
     build.run_pseudo(&["do_rootfs", "do_image_docker_tar", "do_image_complete"]);
     build.stop_pseudo();
+    // What OE's do_create_image_sbom_spdx leaves beside the image (an SPDX
+    // 3 document in OE's shape, from tests/data).
+    let images = build.tmpdir().join("deploy/images/qemux86-64");
+    let oe_spdx =
+        fs::read(repo().join("tests/data/core-image-minimal-qemux86-64.rootfs.spdx.json")).unwrap();
+    fs::write(
+        images.join("core-image-minimal-qemux86-64.rootfs.spdx.json"),
+        &oe_spdx,
+    )
+    .unwrap();
     // Not a fakeroot task: run outside pseudo, as bitbake-worker does.
     let out = run_ok(Command::new("python3").arg(driver()).arg(&build.dir).args([
         "run",
@@ -1436,6 +1468,41 @@ fn push_container_pushes_the_deployed_image_with_docker_config_credentials() {
         .join("push_container/core-image-minimal.digest");
     assert_eq!(fs::read_to_string(digestfile).unwrap().trim(), digest);
     assert!(!log.contains(TEST_PASSWORD), "{log}");
+
+    // The registry has no referrers API: the referrers tag lists the
+    // docker-tar's own SBOM (RUSTIMAGE_SBOM's default) and OE's, once each
+    // (pushed twice, under two tags), and OE's comes back byte for byte.
+    let tag = format!("sha256-{}", &digest[7..]);
+    let referrers = registry
+        .manifest("oe/minimal", &tag)
+        .expect("a referrers tag");
+    let referrers: Value = serde_json::from_slice(&referrers.body).unwrap();
+    let mut types: Vec<&str> = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["application/spdx+json", "application/spdx3+json"],
+        "{referrers}"
+    );
+    let spdx3 = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == "application/spdx3+json")
+        .unwrap();
+    let artifact = registry
+        .manifest("oe/minimal", spdx3["digest"].as_str().unwrap())
+        .unwrap();
+    let artifact: Value = serde_json::from_slice(&artifact.body).unwrap();
+    assert_eq!(artifact["subject"]["digest"], digest);
+    let layer = artifact["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(registry.blob("oe/minimal", layer).unwrap(), oe_spdx);
+    assert!(log.contains("attached OE's SBOM"), "{log}");
 }
 
 #[test]

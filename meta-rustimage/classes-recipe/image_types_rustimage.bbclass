@@ -94,6 +94,10 @@
 #   RUSTIMAGE_JOBS         Threads compressing layers (default
 #                          BB_NUMBER_THREADS). Not part of the task signature:
 #                          the output is the same for any value.
+#   RUSTIMAGE_SBOM         "generate" (default): the docker-tar carries an
+#                          SPDX 2.3 SBOM of its packages (version, recipe,
+#                          license, the layer holding each) as an OCI
+#                          referrer of the image; "none": no SBOM.
 #   RUSTIMAGE_EXTRA_ARGS   More `rustimage build` flags, as shell words
 #                          (e.g. "--stop-signal SIGTERM --volume /data").
 #
@@ -111,6 +115,12 @@
 #                             (--insecure, --ca-cert FILE, -q).
 #   RUSTIMAGE_PUSH_DIGESTFILE Where the pushed manifest digest is written.
 #
+# The push carries the docker-tar's SBOM along, and, when OE's create-spdx
+# made one (${IMAGE_LINK_NAME}.spdx.json, OE-core's default distro setup
+# enables it), attaches OE's own SPDX 3 SBOM of the image to the pushed
+# manifest too: registries with the referrers API list both, others get
+# the referrers tag (sha256-<digest>) scanners and oras look for.
+#
 # Credentials are never taken from BitBake variables, nor is rustimage's
 # RUSTIMAGE_CREDS exported: they would end up in `bitbake -e` output and in
 # the task's run script. rustimage push reads $DOCKER_CONFIG/config.json,
@@ -123,6 +133,13 @@
 # the task links the docker-credential-* programs found on the PATH bitbake
 # was started with into a directory of their own and puts that on PATH.
 # With BB_NO_NETWORK = "1" the task stops before contacting anything.
+# rustimage also reads certificates from ~/.config/containers/certs.d,
+# /etc/containers/certs.d and /etc/docker/certs.d, registries.conf
+# (CONTAINERS_REGISTRIES_CONF), podman's login in
+# $XDG_RUNTIME_DIR/containers/auth.json and the proxy variables; the task
+# exports each that BitBake passes through (the proxies are in its default
+# passthrough; add XDG_RUNTIME_DIR or CONTAINERS_REGISTRIES_CONF to
+# BB_ENV_PASSTHROUGH_ADDITIONS to use them).
 
 IMAGE_TYPES:append = " docker-tar"
 
@@ -142,6 +159,7 @@ RUSTIMAGE_COMPRESSION ?= "gzip"
 RUSTIMAGE_ARCH ?= "${@rustimage_oci_arch(d)}"
 RUSTIMAGE_VARIANT ?= "${@rustimage_oci_variant(d)}"
 RUSTIMAGE_JOBS ?= "${BB_NUMBER_THREADS}"
+RUSTIMAGE_SBOM ?= "generate"
 RUSTIMAGE_EXTRA_ARGS ?= ""
 
 RUSTIMAGE_PUSH_REF ?= ""
@@ -328,6 +346,11 @@ def rustimage_build_args(d):
     if epoch:
         args += ['--created', '@' + epoch]
     args += ['--compression', d.getVar('RUSTIMAGE_COMPRESSION')]
+    sbom = d.getVar('RUSTIMAGE_SBOM')
+    if sbom == 'generate':
+        args += ['--sbom', 'generate']
+    elif sbom != 'none':
+        bb.fatal("RUSTIMAGE_SBOM is '%s': use generate or none" % sbom)
     return ' '.join(shlex.quote(a) for a in args)
 
 # Opt-in: `bitbake <image> -c push_container`. Nothing runs it by default
@@ -337,7 +360,8 @@ do_push_container[doc] = "Pushes the image's docker-tar to RUSTIMAGE_PUSH_REF wi
 do_push_container[depends] += "rustimage-native:do_populate_sysroot"
 do_push_container[nostamp] = "1"
 do_push_container[network] = "1"
-do_push_container[exports] = "DOCKER_CONFIG REGISTRY_AUTH_FILE"
+do_push_container[exports] = "DOCKER_CONFIG REGISTRY_AUTH_FILE XDG_RUNTIME_DIR CONTAINERS_REGISTRIES_CONF \
+    HTTPS_PROXY https_proxy HTTP_PROXY http_proxy NO_PROXY no_proxy"
 do_push_container[cleandirs] = "${WORKDIR}/push_container"
 do_push_container[prefuncs] += "rustimage_credential_helpers"
 
@@ -377,11 +401,26 @@ do_push_container () {
 		bbfatal "rustimage: $archive does not exist: add docker-tar to IMAGE_FSTYPES (IMAGE_FSTYPES:append = \" docker-tar\")"
 	fi
 	export PATH="${RUSTIMAGE_CREDENTIAL_HELPERS_DIR}:$PATH"
+	spdx="${DEPLOY_DIR_IMAGE}/${@d.getVar('IMAGE_LINK_NAME') or d.getVar('IMAGE_NAME')}.spdx.json"
 	for ref in ${RUSTIMAGE_PUSH_REF}; do
 		bbnote "rustimage: pushing $archive to $ref"
 		rustimage push ${RUSTIMAGE_PUSH_ARGS} --digestfile "${RUSTIMAGE_PUSH_DIGESTFILE}" "$archive" "$ref"
-		bbplain "rustimage: pushed $ref@$(cat "${RUSTIMAGE_PUSH_DIGESTFILE}")"
+		digest="$(cat "${RUSTIMAGE_PUSH_DIGESTFILE}")"
+		bbplain "rustimage: pushed $ref@$digest"
+		if [ -e "$spdx" ]; then
+			# By digest, so the SBOM can't land on a tag moved meanwhile.
+			repo="${ref%@*}"
+			case "${repo##*/}" in *:*) repo="${repo%:*}";; esac
+			rustimage attach ${RUSTIMAGE_PUSH_ARGS} "$repo@$digest" --sbom "$spdx"
+			bbplain "rustimage: attached OE's SBOM $(basename "$spdx") to $repo@$digest"
+		fi
 	done
+}
+
+# OE's SPDX of the image must exist before the push attaches it.
+python () {
+    if bb.data.inherits_class('create-spdx-image-3.0', d):
+        d.appendVarFlag('do_push_container', 'depends', ' %s:do_create_image_sbom_spdx' % d.getVar('PN'))
 }
 
 # docker-tar.gz and the like: image.bbclass would compress the finished
