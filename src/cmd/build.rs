@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::cli::{BuildArgs, SbomSource, UsageError};
 use super::{Error, attach, write_outputs};
-use crate::oci::{Blob, ImageConfig, ImageSet, Manifest};
+use crate::oci::{Blob, ImageSet};
 use crate::progress::Progress;
 use crate::{deploy, image, layers, ownership, packages, plan, sbom, source};
 
@@ -172,12 +172,8 @@ fn generated(
     owners: &[plan::Owner],
     plans: &[plan::LayerPlan],
 ) -> Result<(Blob, Option<String>), Error> {
-    let entry = set
-        .entries
-        .first()
-        .ok_or(Error::Internal("the built image has no entry"))?;
-    let manifest: Manifest = set.doc(&entry.digest)?;
-    let config: ImageConfig = set.doc(&manifest.config.digest)?;
+    let built = built(set)?;
+    let (entry, manifest, config) = (&built.descriptor, &built.manifest, &built.config);
     let layers: Vec<_> = manifest
         .layers
         .iter()
@@ -298,15 +294,19 @@ pub fn default_jobs() -> usize {
         .unwrap_or(1)
 }
 
+/// The one image `image::assemble` made.
+fn built(set: &ImageSet) -> Result<crate::oci::Image, Error> {
+    set.images()?
+        .into_iter()
+        .next()
+        .ok_or(Error::Internal("the built image has no entry"))
+}
+
 /// `--json`: tags, digests and each layer's digest, diff_id, size, media
 /// type and history.
 fn summary(set: &ImageSet) -> Result<serde_json::Value, Error> {
-    let entry = set
-        .entries
-        .first()
-        .ok_or(Error::Internal("the built image has no entry"))?;
-    let manifest: Manifest = set.doc(&entry.digest)?;
-    let config: ImageConfig = set.doc(&manifest.config.digest)?;
+    let built = built(set)?;
+    let (entry, manifest, config) = (&built.descriptor, &built.manifest, &built.config);
     let layers = manifest
         .layers
         .iter()

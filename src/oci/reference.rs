@@ -221,6 +221,20 @@ impl fmt::Display for Tag {
     }
 }
 
+/// Percent-encodes all but RFC 3986's unreserved characters, as URL query
+/// values and package URLs need.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ use super::reference::Target;
 use super::registries_conf;
 use super::tls::Trust;
 use super::transport::{self, Transport};
+use crate::oci::reference::percent_encode;
 
 /// How many times a request is retried after a transient failure.
 pub const RETRIES: u32 = 5;
@@ -615,22 +616,9 @@ fn retry_after(r: &Response) -> Option<Option<Duration>> {
 fn encode_query(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// Percent-encodes all but unreserved characters (RFC 3986).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Appends a query to a URL that may already have one.

@@ -122,6 +122,16 @@ pub struct Report {
 /// Called per blob with (digest, bytes sent, size); `None` bytes when done.
 pub type BlobProgress<'p> = &'p (dyn Fn(&str, Option<u64>, u64) + Sync);
 
+/// The blob and manifest steps for `target`'s repository.
+fn uploader<'c>(client: &'c client::Client, target: &Target, opts: &PushOptions) -> Uploader<'c> {
+    Uploader {
+        client,
+        repo: target.repository.clone(),
+        chunk: opts.chunk.max(1),
+        backoff: opts.client.backoff,
+    }
+}
+
 pub fn push(
     target: &Target,
     content: &Payload<'_>,
@@ -129,12 +139,7 @@ pub fn push(
     progress: BlobProgress<'_>,
 ) -> Result<Report, RegistryError> {
     let client = client::Client::connect(target, &opts.client)?;
-    let up = Uploader {
-        client: &client,
-        repo: target.repository.clone(),
-        chunk: opts.chunk.max(1),
-        backoff: opts.client.backoff,
-    };
+    let up = uploader(&client, target, opts);
     let mut mount_from = opts.mount_from.clone();
     mount_from.extend(content.mount_hints.iter().cloned());
     mount_from.retain(|r| *r != target.repository);
@@ -260,12 +265,7 @@ pub fn attach(
     progress: BlobProgress<'_>,
 ) -> Result<AttachReport, RegistryError> {
     let client = client::Client::connect(target, &opts.client)?;
-    let up = Uploader {
-        client: &client,
-        repo: target.repository.clone(),
-        chunk: opts.chunk.max(1),
-        backoff: opts.client.backoff,
-    };
+    let up = uploader(&client, target, opts);
     let (subject, created) = resolve(&up, target)?;
     let empty = referrer::empty();
     let mut blobs: Vec<&Blob> = vec![&empty];

@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 
 use super::license;
 use crate::oci::Digest;
+use crate::oci::reference::percent_encode;
 
 /// What the SBOM says of the image.
 pub struct ImageFacts<'a> {
@@ -148,16 +149,16 @@ fn image_package(image: &ImageFacts<'_>, name: &str) -> Value {
     // repository's last component, lowercase.
     let (repository, tag) = split_tag(name);
     let last = repository.rsplit('/').next().unwrap_or(repository);
-    let mut qualifiers = vec![format!("arch={}", purl_encode(image.arch))];
+    let mut qualifiers = vec![format!("arch={}", percent_encode(image.arch))];
     if repository.contains('/') {
-        qualifiers.push(format!("repository_url={}", purl_encode(repository)));
+        qualifiers.push(format!("repository_url={}", percent_encode(repository)));
     }
     if let Some(t) = tag {
-        qualifiers.push(format!("tag={}", purl_encode(t)));
+        qualifiers.push(format!("tag={}", percent_encode(t)));
     }
     let purl = format!(
         "pkg:oci/{}@sha256%3A{hex}?{}",
-        purl_encode(&last.to_lowercase()),
+        percent_encode(&last.to_lowercase()),
         qualifiers.join("&")
     );
     json!({
@@ -211,8 +212,8 @@ fn package(p: &PackageFacts, id: &str, declared: &str, created: &str) -> Value {
                 "referenceType": "purl",
                 "referenceLocator": format!(
                     "pkg:yocto/{}@{}",
-                    purl_encode(&recipe.to_lowercase()),
-                    purl_encode(pv)
+                    percent_encode(&recipe.to_lowercase()),
+                    percent_encode(pv)
                 ),
             },
         ]);
@@ -294,19 +295,6 @@ fn cpe_escape(s: &str) -> String {
     out
 }
 
-/// Percent-encoding of everything but unreserved characters (purl).
-fn purl_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,7 +316,7 @@ mod tests {
         assert_eq!(upstream_version("2.39+git0+abc-r0"), "2.39+git0+abc");
         assert_eq!(upstream_version("6.4"), "6.4");
         assert_eq!(cpe_escape("2.39+git0"), "2.39\\+git0");
-        assert_eq!(purl_encode("a+b/c"), "a%2Bb%2Fc");
+        assert_eq!(percent_encode("a+b/c"), "a%2Bb%2Fc");
         assert_eq!(split_tag("reg:5000/a/b:1"), ("reg:5000/a/b", Some("1")));
         assert_eq!(split_tag("reg:5000/a/b"), ("reg:5000/a/b", None));
     }
