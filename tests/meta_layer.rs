@@ -1611,6 +1611,64 @@ fn push_container_finds_the_hosts_credential_helper() {
 // The crates file
 // ---------------------------------------------------------------------------
 
+/// The recipe fetches the sources at SRCREV and builds them with
+/// `cargo --frozen` from the crates the crates file lists: SRCREV's
+/// Cargo.lock must be the one the crates file was made from, else BitBake's
+/// build fails on a crate it never fetched.
+#[test]
+fn the_recipes_srcrev_has_the_cargo_lock_the_crates_file_lists() {
+    if !require_all(&["python3", "git"]) {
+        return;
+    }
+    let recipe =
+        fs::read_to_string(repo().join("meta-rustimage/recipes-core/rustimage/rustimage_0.1.0.bb"))
+            .unwrap();
+    let srcrev = recipe
+        .lines()
+        .find_map(|l| l.strip_prefix("SRCREV = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("SRCREV = \"...\" in the recipe");
+    let lock = Command::new("git")
+        .arg("-C")
+        .arg(repo())
+        .args(["show", &format!("{srcrev}:Cargo.lock")])
+        .output()
+        .unwrap();
+    if !lock.status.success() {
+        let why = format!(
+            "SRCREV {srcrev} is not in this clone: {}",
+            String::from_utf8_lossy(&lock.stderr).trim()
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{why}");
+        }
+        skip(&why);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let inc = "meta-rustimage/recipes-core/rustimage/rustimage-crates.inc";
+    fs::create_dir_all(root.join("scripts")).unwrap();
+    fs::create_dir_all(root.join(inc).parent().unwrap()).unwrap();
+    fs::copy(
+        repo().join("scripts/update-crates-inc"),
+        root.join("scripts/update-crates-inc"),
+    )
+    .unwrap();
+    fs::copy(repo().join(inc), root.join(inc)).unwrap();
+    fs::write(root.join("Cargo.lock"), &lock.stdout).unwrap();
+    let out = Command::new(root.join("scripts/update-crates-inc"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the crates file does not match Cargo.lock at SRCREV {srcrev}: set SRCREV to a commit \
+         with this Cargo.lock\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn crates_inc_matches_cargo_lock_and_the_check_catches_drift() {
     if !require("python3") {
