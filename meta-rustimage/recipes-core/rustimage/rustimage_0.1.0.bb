@@ -23,7 +23,7 @@ RUSTIMAGE_GIT_URI ?= "git://github.com/rustimage/rustimage.git;protocol=https;br
 # destsuffix: the default S (${UNPACKDIR}/${BP}; ${WORKDIR}/${BP} on
 # scarthgap, whose git fetcher would otherwise unpack into "git").
 SRC_URI = "${RUSTIMAGE_GIT_URI};destsuffix=${BP}"
-SRCREV = "aad1ccae3c400362b8ecf5c656a6fa8a7d052db2"
+SRCREV = "ada8dc05a680e4d1f9bd48b3a5cea3fe96c62ee4"
 
 # Cargo.toml is at the top of S (CARGO_SRC_DIR "").
 
