@@ -58,34 +58,7 @@ impl Blob {
 
     /// A reader from `offset` bytes into the blob to its recorded end.
     pub fn open_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
-        let offset = offset.min(self.size);
-        let left = self.size - offset;
-        Ok(match &self.source {
-            Source::Bytes(b) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
-                Box::new(&b[start..])
-            }
-            Source::Temp(f) => Box::new(
-                AtReader {
-                    file: f,
-                    pos: offset,
-                }
-                .take(left),
-            ),
-            Source::File(p) => {
-                let mut f = File::open(p)?;
-                f.seek(SeekFrom::Start(offset))?;
-                Box::new(f.take(left))
-            }
-            Source::Range {
-                file,
-                offset: start,
-            } => {
-                let mut f = File::open(file)?;
-                f.seek(SeekFrom::Start(start + offset))?;
-                Box::new(f.take(left))
-            }
-        })
+        self.source.open_at(offset, self.size)
     }
 
     pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
@@ -112,6 +85,40 @@ impl Blob {
             )));
         }
         Ok(())
+    }
+}
+
+impl Source {
+    /// A reader from `offset` bytes into `size` bytes of content.
+    pub fn open_at(&self, offset: u64, size: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        let offset = offset.min(size);
+        let left = size - offset;
+        Ok(match self {
+            Source::Bytes(b) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+                Box::new(&b[start..])
+            }
+            Source::Temp(f) => Box::new(
+                AtReader {
+                    file: f,
+                    pos: offset,
+                }
+                .take(left),
+            ),
+            Source::File(p) => {
+                let mut f = File::open(p)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Box::new(f.take(left))
+            }
+            Source::Range {
+                file,
+                offset: start,
+            } => {
+                let mut f = File::open(file)?;
+                f.seek(SeekFrom::Start(start + offset))?;
+                Box::new(f.take(left))
+            }
+        })
     }
 }
 

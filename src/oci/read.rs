@@ -219,14 +219,9 @@ impl Store {
                 "{name}: {size} bytes is too big for a JSON document"
             )));
         }
-        let blob = Blob {
-            digest: Digest::of(b""),
-            size,
-            media_type: String::new(),
-            source,
-        };
         let mut buf = Vec::new();
-        blob.reader()
+        source
+            .open_at(0, size)
             .and_then(|mut r| r.read_to_end(&mut buf))
             .map_err(|e| LayoutError {
                 path: self.path().to_path_buf(),
@@ -469,18 +464,12 @@ impl Store {
         let (source, size) = self
             .member(name)?
             .ok_or_else(|| self.error(format!("{name}: not in the image")))?;
-        let mut blob = Blob {
-            digest: Digest::of(b""),
-            size,
-            media_type: media::LAYER_TAR.to_string(),
-            source,
-        };
         let fail = |e: io::Error| LayoutError {
             path: self.path().to_path_buf(),
             what: format!("{name}: can't read it"),
             source: Some(e),
         };
-        let mut reader = blob.reader().map_err(fail)?;
+        let mut reader = source.open_at(0, size).map_err(fail)?;
         let mut hash = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut first = true;
@@ -497,11 +486,17 @@ impl Store {
             hash.update(&buf[..n]);
         }
         drop(reader);
-        blob.digest = Digest::from_hasher(hash);
-        if gzip {
-            blob.media_type = media::LAYER_GZIP.to_string();
-        }
-        Ok(blob)
+        let media_type = if gzip {
+            media::LAYER_GZIP
+        } else {
+            media::LAYER_TAR
+        };
+        Ok(Blob {
+            digest: Digest::from_hasher(hash),
+            size,
+            media_type: media_type.to_string(),
+            source,
+        })
     }
 }
 
