@@ -495,3 +495,63 @@ fn build_push_and_index_push() {
         run_stdout(docker.docker(["image", "inspect", "-f", "{{.Architecture}}", &index_ref]));
     assert_eq!(arch, "amd64");
 }
+
+/// What Docker 20.10's own `docker save` writes (a manifest.json and
+/// `<id>/layer.tar` files, no OCI index) is read back as an image:
+/// `inspect` names it and shows the same diff_ids, and `push` sends it;
+/// what the registry then holds has the config and layers of the image
+/// docker loaded.
+#[test]
+fn a_docker_save_archive_without_an_oci_index_inspects_and_pushes() {
+    if !ready() || !require_all(&["dockerd", "tar"]) {
+        return;
+    }
+    let tmp = tempdir("push");
+    let (a, sa) = archive(tmp.path(), "a", &[]);
+    let (_, layers) = image_digests(&sa);
+    let docker = docker();
+    run_ok(docker.docker(["load", "-i"]).arg(&a));
+    let saved = tmp.path().join("saved.tar");
+    run_ok(
+        docker
+            .docker(["save", "-o"])
+            .arg(&saved)
+            .arg("core-image-minimal:latest"),
+    );
+    let members = run_stdout(Command::new("tar").arg("-tf").arg(&saved));
+    assert!(
+        members.lines().any(|m| m == "manifest.json") && !members.contains("index.json"),
+        "a Docker 20.10 archive: {members}"
+    );
+
+    let shown = run_stdout(rustimage().arg("inspect").arg(&saved));
+    assert!(
+        shown.contains("Names       core-image-minimal:latest"),
+        "{shown}"
+    );
+    for (_, diff_id) in &layers {
+        assert!(shown.contains(diff_id.as_str()), "{diff_id} in\n{shown}");
+    }
+
+    let reg = Registry::plain();
+    let reference = format!("{}/legacy/{IMAGE}:1", reg.host());
+    let pushed = push_ok(&reg, &saved, &reference, &[]);
+    let manifest = reg.manifest(&format!("legacy/{IMAGE}"), "1").unwrap();
+    assert_eq!(pushed["digest"], manifest.digest.as_str());
+    let manifest: Value = serde_json::from_slice(&manifest.body).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config: Value =
+        serde_json::from_slice(&reg.blob(&format!("legacy/{IMAGE}"), config_digest).unwrap())
+            .unwrap();
+    let want: Vec<&str> = layers.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(want));
+    // Docker 20.10 saves layers uncompressed: each blob is its own diff_id.
+    let blobs: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(blobs, want);
+    skopeo_copy_from(&reg, &format!("legacy/{IMAGE}:1"), &tmp.path().join("copy"));
+}
